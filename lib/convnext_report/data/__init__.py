@@ -1,0 +1,50 @@
+"""Datasets for the book: registry, decoding cache, device-side augmentation and loaders.
+
+>>> train = load_split("cifar10", "train", train_per_class=100)      # uint8 (1000, 3, 32, 32)
+>>> tf = make_train_transform(get_dataset_spec("cifar10"), 32, randaugment="n2m9")
+>>> loader = DeviceLoader(train, 128, transform=tf, shuffle=True, drop_last=True, device="cpu")
+"""
+
+from .augment import (
+    BatchTransform,
+    RandAugmentBatch,
+    make_eval_transform,
+    make_train_transform,
+    parse_randaugment,
+    random_crop,
+    random_hflip,
+)
+from .classnames import class_names
+from .decode import CorruptImageError, cache_root
+from .load import ImageTensors, dataset_summary, load_split
+from .loader import DeviceLoader
+from .registry import DATASETS, DatasetSpec, get_dataset_spec
+from .sources import DATA_ENV, DatasetUnavailableError, open_split, resolve_data_root, split_source
+from .subsets import balanced_subset, first_k_classes
+
+__all__ = [
+    "DATASETS",
+    "DATA_ENV",
+    "BatchTransform",
+    "CorruptImageError",
+    "DatasetSpec",
+    "DatasetUnavailableError",
+    "DeviceLoader",
+    "ImageTensors",
+    "RandAugmentBatch",
+    "balanced_subset",
+    "cache_root",
+    "class_names",
+    "dataset_summary",
+    "first_k_classes",
+    "get_dataset_spec",
+    "load_split",
+    "make_eval_transform",
+    "make_train_transform",
+    "open_split",
+    "parse_randaugment",
+    "random_crop",
+    "random_hflip",
+    "resolve_data_root",
+    "split_source",
+]

@@ -1,0 +1,186 @@
+"""Where a split's encoded images come from: a local parquet folder or the Hugging Face hub.
+
+The data root is, in order: the ``data_dir`` argument, ``$CONVNEXT_REPORT_DATA``, else the hub
+(``data_dir="hub"`` forces the hub). A local root holds ``<root>/<spec.local_subdir>/<split>-*.parquet``
+in the hub's schema, read with ``datasets.load_dataset("parquet", data_files=...)``; the hub is
+read with ``datasets.load_dataset(spec.hub_id, split=...)``. ``datasets`` is imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .registry import DatasetSpec, get_dataset_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+DATA_ENV = "CONVNEXT_REPORT_DATA"
+HUB = "hub"  #: pass ``data_dir="hub"`` to read from the hub even when $CONVNEXT_REPORT_DATA is set
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+class DatasetUnavailableError(RuntimeError):
+    """The hub could not serve a dataset (offline, no network, not cached)."""
+
+
+def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The local data root, or ``None`` for the hub.
+
+    ``data_dir`` wins over ``$CONVNEXT_REPORT_DATA``; a root that does not exist is a
+    :class:`FileNotFoundError` (never a silent fall-back to the hub).
+    """
+    value = data_dir if data_dir is not None else (os.environ.get(DATA_ENV) or None)
+    if value is None or str(value) == HUB:
+        return None
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        origin = "data_dir" if data_dir is not None else f"${DATA_ENV}"
+        raise FileNotFoundError(
+            f"data folder {root} (from {origin}) does not exist: set {DATA_ENV} or pass data_dir= "
+            f"to the folder holding the parquet datasets (e.g. ../shared/data), or data_dir='{HUB}' "
+            "to download from the Hugging Face hub"
+        )
+    return root.resolve()
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face is in offline mode (environment or ``datasets.config``)."""
+    if any(os.environ.get(k, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for k in _OFFLINE_ENV):
+        return True
+    import datasets
+
+    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """One split of one dataset, local (``files``) or on the hub (``root is None``)."""
+
+    spec: DatasetSpec
+    split: str  #: "train" or "val"
+    root: Path | None  #: data root; ``None``: the hub
+    files: tuple[Path, ...] = ()  #: local parquet shards, sorted
+
+    @property
+    def is_hub(self) -> bool:
+        return self.root is None
+
+    @property
+    def split_name(self) -> str:
+        """The split's name in the files / on the hub (e.g. "valid", "test")."""
+        return self.spec.split_name(self.split)
+
+    def describe(self) -> str:
+        """Human-readable origin: the parquet folder, or ``hub:<id>[<split>]``."""
+        if self.is_hub:
+            return f"hub:{self.spec.hub_id}[{self.split_name}]"
+        return str(self.files[0].parent)
+
+    def row_counts(self) -> list[int]:
+        """Rows per local shard, from the parquet footers (no decoding)."""
+        import pyarrow.parquet as pq
+
+        return [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+
+    def file_of_row(self, row: int) -> tuple[str, int]:
+        """(source file, row within it) of split row ``row``; the hub split for hub sources."""
+        if self.is_hub:
+            return self.describe(), row
+        start = 0
+        for f, n in zip(self.files, self.row_counts()):
+            if row < start + n:
+                return str(f), row - start
+            start += n
+        return str(self.files[-1]), row - start
+
+    def load(self, cache_dir: str | os.PathLike | None = None) -> "datasets.Dataset":
+        """The split as a ``datasets.Dataset`` with the image column left encoded (bytes)."""
+        import datasets
+
+        if self.is_hub:
+            ds = _load_hub(self.spec, self.split_name)
+        else:
+            quiet = not datasets.utils.are_progress_bars_disabled()
+            if quiet:  # a local parquet load takes a second: no "Generating split" bars in notebooks
+                datasets.disable_progress_bars()
+            try:
+                ds = datasets.load_dataset(
+                    "parquet",
+                    data_files={self.split_name: [str(f) for f in self.files]},
+                    split=self.split_name,
+                    cache_dir=None if cache_dir is None else str(cache_dir),
+                )
+            finally:
+                if quiet:
+                    datasets.enable_progress_bars()
+        return ds.cast_column(self.spec.image_column, datasets.Image(decode=False))
+
+    def features(self) -> "datasets.Features":
+        """Column features (ClassLabel names) without reading the images."""
+        import datasets
+
+        if self.is_hub:
+            try:
+                return datasets.load_dataset_builder(self.spec.hub_id).info.features
+            except Exception as err:  # offline, no network, not cached
+                raise _hub_error(self.spec, err) from err
+        import pyarrow.parquet as pq
+
+        return datasets.Features.from_arrow_schema(pq.read_schema(self.files[0]))
+
+
+def split_source(
+    dataset: str | DatasetSpec, split: str, data_dir: str | os.PathLike | None = None
+) -> SplitSource:
+    """Locate ``split`` ("train"/"val") of ``dataset``; local files are checked to exist."""
+    spec = get_dataset_spec(dataset)
+    name = spec.split_name(split)
+    root = resolve_data_root(data_dir)
+    if root is None:
+        return SplitSource(spec, split, None)
+    folder = root / spec.local_subdir
+    files = tuple(sorted(folder.glob(f"{name}-*.parquet")))
+    if not files:
+        what = "folder" if not folder.is_dir() else f"files {name}-*.parquet in folder"
+        raise FileNotFoundError(
+            f"{spec.name}: {what} {folder} not found under the data root {root}. Put the parquet "
+            f"shards of {spec.hub_id} there, set {DATA_ENV} or pass data_dir= to a folder that "
+            f"holds {spec.local_subdir}/, or pass data_dir='{HUB}' to read from the hub"
+        )
+    return SplitSource(spec, split, root, files)
+
+
+def open_split(
+    dataset: str | DatasetSpec,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> "datasets.Dataset":
+    """The split as a ``datasets.Dataset`` (image column encoded), local or from the hub."""
+    return split_source(dataset, split, data_dir).load(cache_dir)
+
+
+def _load_hub(spec: DatasetSpec, split_name: str) -> "datasets.Dataset":
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.hub_id, split=split_name)
+    except Exception as err:  # ConnectionError, offline cache miss, hub errors
+        raise _hub_error(spec, err) from err
+
+
+def _hub_error(spec: DatasetSpec, err: Exception) -> DatasetUnavailableError:
+    if hub_offline():
+        mode = "Hugging Face offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"
+    else:
+        mode = "the hub could not be reached"
+    return DatasetUnavailableError(
+        f"{spec.name}: cannot load {spec.hub_id} from the Hugging Face hub and no local data "
+        f"folder is set: {mode} ({type(err).__name__}: {err}). Set {DATA_ENV} (or pass "
+        f"data_dir=) to a folder holding {spec.local_subdir}/*.parquet, or go online "
+        "(unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) to download it."
+    )

@@ -1,0 +1,39 @@
+"""TrainConfig: defaults, YAML files, key=value overrides and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from convnext_report.config import TrainConfig, load_config, parse_overrides, save_config
+
+
+def test_overrides_are_typed() -> None:
+    values = parse_overrides(["lr=3e-4", "epochs=5", "pretrained=null", "randaugment=n2m9", "amp=false"])
+    assert values == {"lr": 3e-4, "epochs": 5, "pretrained": None, "randaugment": "n2m9", "amp": False}
+
+
+def test_yaml_then_overrides(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model: convnextv2_nano\nlr: 0.001\nepochs: 3\n")
+    config = load_config(path, ["epochs=7"])
+    assert (config.model, config.lr, config.epochs) == ("convnextv2_nano", 1e-3, 7)
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == config
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ValueError, match="unknown config key.*'learning_rate'.*valid keys are: .*lr"):
+        load_config(None, ["learning_rate=0.1"])
+
+
+def test_malformed_override_and_missing_file(tmp_path) -> None:
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["epochs"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_replace_checks_names() -> None:
+    assert TrainConfig().replace(seed=3).seed == 3
+    with pytest.raises(ValueError):
+        TrainConfig().replace(sed=3)

@@ -1,0 +1,119 @@
+"""Data roots, missing folders, and the hub path up to the network call."""
+
+from __future__ import annotations
+
+import io
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from convnext_report.data import (
+    DATA_ENV,
+    DatasetUnavailableError,
+    dataset_summary,
+    load_split,
+    resolve_data_root,
+    split_source,
+)
+
+
+def test_resolve_data_root_precedence(tmp_path, monkeypatch, data_root):
+    monkeypatch.setenv(DATA_ENV, str(data_root))
+    assert resolve_data_root() == data_root
+    assert resolve_data_root(tmp_path) == tmp_path.resolve()
+    assert resolve_data_root("hub") is None
+    monkeypatch.delenv(DATA_ENV)
+    assert resolve_data_root() is None
+
+
+def test_missing_data_folder_is_clear(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError) as err:
+        load_split("cifar10", "val", data_dir=missing)
+    msg = str(err.value)
+    assert str(missing) in msg and DATA_ENV in msg and "data_dir" in msg
+    monkeypatch.setenv(DATA_ENV, str(missing))
+    with pytest.raises(FileNotFoundError, match=DATA_ENV):
+        load_split("cifar10", "val")
+
+
+def test_dataset_missing_under_root_is_clear(data_root):
+    with pytest.raises(FileNotFoundError) as err:
+        split_source("cifar100", "train", data_root)
+    msg = str(err.value)
+    assert "cifar100" in msg and DATA_ENV in msg and "hub" in msg
+
+
+def test_unknown_dataset_lists_names():
+    with pytest.raises(ValueError, match="cifar10, cifar100"):
+        load_split("mnist", "train")
+
+
+def _fake_hub_split(data_root, size: int, label_column: str, image_column: str) -> datasets.Dataset:
+    """Six real CIFAR-10 images (re-encoded as PNG at ``size`` px) in a hub-shaped Dataset."""
+    table = pq.read_table(data_root / "cifar10-jpeg" / "plain_text" / "test-00000-of-00001.parquet").slice(0, 6)
+    pngs = []
+    for blob in table.column("img").combine_chunks().field("bytes").to_pylist():
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(blob)).convert("RGB").resize((size, size)).save(buf, format="PNG")
+        pngs.append({"bytes": buf.getvalue(), "path": None})
+    features = datasets.Features(
+        {image_column: datasets.Image(), label_column: datasets.ClassLabel(names=[f"c{i}" for i in range(100)])}
+    )
+    return datasets.Dataset.from_dict({image_column: pngs, label_column: [0, 1, 2, 0, 1, 2]}, features=features)
+
+
+@pytest.mark.parametrize(
+    "name, split, hub_id, hub_split, size, image_column, label_column",
+    [
+        ("cifar100", "val", "uoft-cs/cifar100", "test", 32, "img", "fine_label"),
+        ("cifar10", "train", "uoft-cs/cifar10", "train", 32, "img", "label"),
+        ("tiny-imagenet-32", "val", "zh-plus/tiny-imagenet", "valid", 64, "image", "label"),
+    ],
+)
+def test_hub_path_calls_load_dataset(
+    monkeypatch, tmp_path, data_root, name, split, hub_id, hub_split, size, image_column, label_column
+):
+    fake = _fake_hub_split(data_root, size, label_column, image_column)
+    calls = []
+
+    def load_dataset(path, *args, **kwargs):
+        calls.append((path, args, kwargs))
+        return fake
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    out = load_split(name, split, cache_dir=tmp_path)
+    assert calls == [(hub_id, (), {"split": hub_split})]
+    assert out.source == f"hub:{hub_id}[{hub_split}]"
+    assert out.images.shape == (6, 3, 32, 32) and out.images.dtype == torch.uint8  # 64 px hub images -> 32
+    assert out.labels.tolist() == [0, 1, 2, 0, 1, 2] and not out.from_cache
+    again = load_split(name, split, cache_dir=tmp_path)
+    assert again.from_cache and torch.equal(again.images, out.images)
+
+
+def test_hub_offline_without_local_data_is_clear(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    with pytest.raises(DatasetUnavailableError) as err:
+        load_split("cifar100", "val", cache_dir=tmp_path)
+    msg = str(err.value)
+    assert "uoft-cs/cifar100" in msg and DATA_ENV in msg and "online" in msg and "offline" in msg
+
+
+def test_dataset_summary(data_root):
+    tiny = dataset_summary("tiny-imagenet-32", data_root)
+    assert tiny["splits"] == {"train": 100_000, "val": 10_000}
+    assert tiny["image_size"] == 32 and tiny["num_classes"] == 200
+    assert tiny["source"].endswith("tiny-imagenet-32/data")
+    c10 = dataset_summary("cifar10", data_root)
+    assert c10["splits"] == {"train": 50_000, "val": 10_000} and c10["hub_id"] == "uoft-cs/cifar10"
