@@ -1,0 +1,97 @@
+"""Model size and cost: parameters, multiply-accumulates and per-stage feature shapes.
+
+MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions incl. depthwise,
+matmuls, attention; norms and activations are not counted) as ``flops / 2``. Everything works
+on the ``meta`` device, so even ConvNeXt-XL/Huge are measured without allocating weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import MODEL_VARIANTS, build_model, get_variant
+
+
+def _probe(model: nn.Module, image_size: int, in_chans: int = 3) -> torch.Tensor:
+    ref = next(model.parameters())
+    return torch.zeros(1, in_chans, image_size, image_size, device=ref.device, dtype=ref.dtype)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (only those with ``requires_grad`` if ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_macs(model: nn.Module, image_size: int, *, in_chans: int = 3) -> int:
+    """Multiply-accumulates of one forward pass of a ``image_size``-square image (batch 1)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(_probe(model, image_size, in_chans))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def stage_shapes(model: nn.Module, image_size: int) -> list[tuple[str, tuple[int, int, int]]]:
+    """``[("stem", (C, H, W)), ("stages.0", ...), ..., ("stages.3", ...)]`` for one input size."""
+    if not (hasattr(model, "stem") and hasattr(model, "stages")):
+        raise TypeError(f"stage_shapes expects a timm ConvNeXt (with .stem and .stages), got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    out: list[tuple[str, tuple[int, int, int]]] = []
+    try:
+        with torch.no_grad():
+            x = model.stem(_probe(model, image_size))
+            out.append(("stem", tuple(x.shape[1:])))
+            for i, stage in enumerate(model.stages):
+                x = stage(x)
+                out.append((f"stages.{i}", tuple(x.shape[1:])))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def complexity_table(
+    names: Iterable[str] | None = None,
+    image_sizes: Iterable[int] = (224, 64, 32),
+    *,
+    stem_stride: int = 4,
+    num_classes: int = 1000,
+    device: str | torch.device = "meta",
+    **build_kw: Any,
+):
+    """One row per model: model, family, depths, dims, params_M and ``GMACs_<size>`` per size.
+
+    Models are built with :func:`~convnext_report.models.build_model` (``stem_stride``,
+    ``num_classes`` and ``build_kw``) on ``device`` (meta: no memory, no compute).
+    """
+    import pandas as pd
+
+    sizes = tuple(image_sizes)
+    rows = []
+    for name in names if names is not None else MODEL_VARIANTS:
+        variant = get_variant(name)
+        with torch.device(device):
+            model = build_model(name, num_classes, stem_stride=stem_stride, **build_kw)
+        row: dict[str, Any] = {
+            "model": name,
+            "family": variant.family,
+            "depths": variant.depths,
+            "dims": variant.dims,
+            "params_M": count_parameters(model) / 1e6,
+        }
+        for size in sizes:
+            row[f"GMACs_{size}"] = count_macs(model, size) / 1e9
+        rows.append(row)
+        del model
+    return pd.DataFrame(rows)
+
+
+__all__ = ["count_parameters", "count_macs", "stage_shapes", "complexity_table"]

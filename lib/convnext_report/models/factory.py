@@ -1,0 +1,198 @@
+"""Build any ConvNeXt V1/V2 through timm, with DyT, an attention head, a small-input stem,
+pretrained weights and a frozen backbone; plus the parameter-naming rules optimisers rely on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import timm
+from timm.layers import trunc_normal_
+from timm.layers.grn import GlobalResponseNorm
+from torch import nn
+
+from .dyt import DynamicTanh, convert_ln_to_dyt
+from .heads import AttentionPoolHead, check_num_heads
+from .pretrained import HEAD_PREFIX, load_state_dict_into, read_checkpoint
+from .variants import get_variant
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+
+NORMS = ("layernorm", "dyt")
+HEADS = ("linear", "attention")
+STEM_STRIDES = (1, 2, 4)
+
+#: modules whose parameters never get weight decay (DyT alpha/weight/bias, GRN gamma/beta, norms)
+NO_WEIGHT_DECAY_MODULES: tuple[type[nn.Module], ...] = (DynamicTanh, GlobalResponseNorm, nn.LayerNorm)
+
+
+def _check_choice(kind: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; valid choices are: {', '.join(map(str, choices))}")
+
+
+def set_stem_stride(model: nn.Module, stride: int) -> nn.Module:
+    """Make the patchify stem ``stride x stride`` with stride ``stride`` (fresh weights).
+
+    timm's ``patch_size=2`` adds a stride-2 downsample to stage 0 and so keeps the overall
+    stride at 4; replacing the stem conv instead gives stage-1..4 maps of ``H/s .. H/(8s)``.
+    """
+    _check_choice("stem_stride", stride, STEM_STRIDES)
+    old = model.stem[0]
+    if old.stride[0] == stride:
+        return model
+    new = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=stride, stride=stride,
+                    bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype)
+    trunc_normal_(new.weight, std=0.02)  # as timm's ConvNeXt init
+    if new.bias is not None:
+        nn.init.zeros_(new.bias)
+    model.stem[0] = new
+    for i, info in enumerate(getattr(model, "feature_info", [])):
+        info["reduction"] = stride * 2**i
+    return model
+
+
+def install_attention_head(model: nn.Module, *, num_heads: int = 8, drop_rate: float = 0.0) -> nn.Module:
+    """Replace ``model.head`` by an :class:`AttentionPoolHead` on the final-stage features."""
+    check_num_heads(model.num_features, num_heads)
+    ref = model.stem[0].weight
+    model.head = AttentionPoolHead(model.num_features, model.num_classes, num_heads=num_heads,
+                                   drop_rate=drop_rate, device=ref.device, dtype=ref.dtype)
+    model.head_hidden_size = model.head.num_features
+    return model
+
+
+def freeze_backbone_(model: nn.Module) -> nn.Module:
+    """``requires_grad=False`` for every parameter outside ``head.*``."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(is_head_param(name))
+    return model
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    drop_path_rate: float = 0.0,
+    norm: str = "layernorm",
+    dyt_alpha_init: float = 0.5,
+    head: str = "linear",
+    head_num_heads: int = 8,
+    head_dropout: float = 0.0,
+    stem_stride: int = 4,
+    pretrained: str | None = None,
+    freeze_backbone: bool = False,
+) -> nn.Module:
+    """A timm ConvNeXt ``name`` with ``num_classes`` outputs and the options of the book.
+
+    - ``norm="dyt"``: every LayerNorm becomes :class:`DynamicTanh` (alpha starts at ``dyt_alpha_init``).
+    - ``head="attention"``: :class:`AttentionPoolHead` with ``head_num_heads`` heads replaces ``model.head``.
+    - ``head_dropout``: dropout before the classifier (either head).
+    - ``stem_stride``: 4 (ImageNet), 2 or 1 for small images.
+    - ``pretrained``: timm id or local checkpoint; the load report is ``model.pretrained_report``.
+    - ``freeze_backbone``: only ``head.*`` parameters train.
+    """
+    variant = get_variant(name)
+    _check_choice("norm", norm, NORMS)
+    _check_choice("head", head, HEADS)
+    _check_choice("stem_stride", stem_stride, STEM_STRIDES)
+    model = timm.create_model(variant.name, pretrained=False, num_classes=num_classes,
+                              drop_path_rate=drop_path_rate, drop_rate=head_dropout)
+    set_stem_stride(model, stem_stride)
+    if head == "attention":
+        install_attention_head(model, num_heads=head_num_heads, drop_rate=head_dropout)
+    report = None
+    converted = False
+    if pretrained:
+        state, origin = read_checkpoint(pretrained)
+        if norm == "dyt" and any(k.endswith(".alpha") for k in state):
+            model, converted = convert_ln_to_dyt(model, dyt_alpha_init), True  # a DyT checkpoint
+        report = load_state_dict_into(model, state, source=origin)
+    if norm == "dyt" and not converted:
+        model = convert_ln_to_dyt(model, dyt_alpha_init)
+        if report is not None:
+            report["notes"].append("LayerNorms converted to DyT after loading (fresh alpha, weight, bias)")
+    if freeze_backbone:
+        freeze_backbone_(model)
+    model.pretrained_report = report
+    model.build_options = dict(
+        name=name, num_classes=num_classes, drop_path_rate=drop_path_rate, norm=norm,
+        dyt_alpha_init=dyt_alpha_init, head=head, head_num_heads=head_num_heads,
+        head_dropout=head_dropout, stem_stride=stem_stride, pretrained=pretrained,
+        freeze_backbone=freeze_backbone,
+    )
+    return model
+
+
+def build_model_from_config(config: "TrainConfig", num_classes: int) -> nn.Module:
+    """:func:`build_model` with the model fields of a ``TrainConfig``."""
+    return build_model(
+        config.model,
+        num_classes,
+        drop_path_rate=config.drop_path_rate,
+        norm=config.norm,
+        dyt_alpha_init=config.dyt_alpha_init,
+        head=config.head,
+        head_num_heads=config.head_num_heads,
+        head_dropout=config.head_dropout,
+        stem_stride=config.stem_stride,
+        pretrained=config.pretrained,
+        freeze_backbone=config.freeze_backbone,
+    )
+
+
+# --- parameter naming rules (used by optim.param_groups) ---
+
+def is_head_param(name: str) -> bool:
+    """True for classifier parameters: every head (linear or attention) lives under ``head.``."""
+    return name.startswith(HEAD_PREFIX)
+
+
+def backbone_parameter_names(model: nn.Module) -> list[str]:
+    """Names of all non-head parameters (stem, stages, norm_pre)."""
+    return [n for n, _ in model.named_parameters() if not is_head_param(n)]
+
+
+def is_no_decay_param(module: nn.Module, param_name: str) -> bool:
+    """True when ``module``'s own parameter ``param_name`` should get no weight decay:
+    DyT, GRN and LayerNorm parameters, and any bias / scalar / vector (``ndim <= 1``)."""
+    param = getattr(module, param_name)
+    return isinstance(module, NO_WEIGHT_DECAY_MODULES) or param.ndim <= 1
+
+
+def no_weight_decay_param_names(model: nn.Module) -> set[str]:
+    """Full names of the parameters of ``model`` that get no weight decay."""
+    out = set()
+    for mod_name, module in model.named_modules():
+        for p_name, _ in module.named_parameters(recurse=False):
+            if is_no_decay_param(module, p_name):
+                out.add(f"{mod_name}.{p_name}" if mod_name else p_name)
+    return out
+
+
+def stage_index(name: str, num_stages: int = 4) -> int:
+    """Layer-decay depth of a parameter: 0 stem, 1..num_stages stages, num_stages+1 head/norm_pre."""
+    if name.startswith("stem."):
+        return 0
+    if name.startswith("stages."):
+        return int(name.split(".")[1]) + 1
+    return num_stages + 1
+
+
+def parameter_report(model: nn.Module) -> dict[str, int]:
+    """Parameter counts: total, trainable, head, backbone."""
+    params = list(model.named_parameters())
+    return {
+        "total": sum(p.numel() for _, p in params),
+        "trainable": sum(p.numel() for _, p in params if p.requires_grad),
+        "head": sum(p.numel() for n, p in params if is_head_param(n)),
+        "backbone": sum(p.numel() for n, p in params if not is_head_param(n)),
+    }
+
+
+__all__ = [
+    "HEADS", "NORMS", "STEM_STRIDES", "NO_WEIGHT_DECAY_MODULES", "build_model", "build_model_from_config",
+    "set_stem_stride", "install_attention_head", "freeze_backbone_", "is_head_param",
+    "backbone_parameter_names", "is_no_decay_param", "no_weight_decay_param_names", "stage_index",
+    "parameter_report",
+]
