@@ -1,0 +1,101 @@
+"""Fast path for a frozen backbone: compute its features once, then train the head alone.
+
+Only valid when nothing random happens before the head (no augmentation, no Mixup), so the
+backbone output of an image is the same every epoch. Heads that start with global average
+pooling (timm's ConvNeXt head) get pooled ``(N, C, 1, 1)`` features, which is exact and small;
+other heads (the attention head) get the full feature map.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .engine import autocast
+
+
+class HeadOnly(nn.Module):
+    """``model.forward_head`` as a module: the classifier of ``model`` applied to cached features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(features)
+
+
+def pools_first(model: nn.Module) -> bool:
+    """Whether ``model.head`` starts with global average pooling (pooled features are exact)."""
+    from timm.layers import ClassifierHead, NormMlpClassifierHead
+
+    head = getattr(model, "head", None)
+    pool = getattr(head, "global_pool", None)
+    return isinstance(head, (NormMlpClassifierHead, ClassifierHead)) and getattr(pool, "pool_type", "") == "avg"
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module, loader: Iterable, *, device: torch.device, amp: bool, channels_last: bool, pool: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, labels)`` of ``model.forward_features`` over ``loader`` (in order), on ``device``."""
+    model.eval()
+    feats, labels = [], []
+    for images, y in loader:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            f = model.forward_features(images)
+        if pool:
+            f = f.float().mean(dim=(2, 3), keepdim=True)
+        feats.append(f.to(torch.bfloat16 if f.dtype == torch.bfloat16 else torch.float32).contiguous())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+class TensorLoader:
+    """Batches of cached ``(features, labels)`` with the DeviceLoader interface (shuffle by epoch, DDP shards)."""
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        max_steps: int | None = None,
+    ) -> None:
+        self.features, self.labels = features, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size, self.max_steps = seed, rank, world_size, max_steps
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.labels)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        per_rank = n // self.world_size  # equal shards: every process runs the same number of steps
+        return order[: per_rank * self.world_size][self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        n = len(self.labels) // self.world_size
+        steps = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._indices().to(self.features.device)
+        for step in range(len(self)):
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            yield self.features[idx].float(), self.labels[idx]

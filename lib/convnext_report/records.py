@@ -1,0 +1,126 @@
+"""What a run writes about itself: the environment record and atomic file writes.
+
+Every file of a run folder is written to ``<name>.tmp`` first and renamed into place,
+so a killed run never leaves a half-written ``history.csv`` or checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+_PACKAGES = ("torch", "torchvision", "timm", "numpy", "datasets", "convnext-report")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically (numpy scalars become Python numbers)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def now_iso() -> str:
+    """The local time with its UTC offset, to the second."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def device_name(device: torch.device) -> str:
+    """``torch.cuda.get_device_name`` on CUDA, else the CPU model and its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on (``None``: not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``."""
+    where = str(path or Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", where, *args], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def environment_record(device: torch.device, *, world_size: int = 1) -> dict[str, Any]:
+    """Device, versions, git state and command line of the current process."""
+    record: dict[str, Any] = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "world_size": world_size,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "versions": package_versions(),
+        "git": git_state(),
+        "command": " ".join(sys.argv),
+    }
+    if device.type == "cuda":
+        record["cuda"] = torch.version.cuda
+    return record

@@ -1,0 +1,166 @@
+"""reporting: source claims, run summaries, seed statistics, chapter records and the results table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from convnext_report import reporting
+from convnext_report.config import TrainConfig
+
+
+def fake_run(tmp_path: Path, *, label="a", seed=0, val=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
+             device="cpu", seconds=120.0, **config) -> SimpleNamespace:
+    """A finished run as the runner returns it: 0-based epochs, accuracies as fractions."""
+    history = [{"epoch": i, "train_loss": 2.0 - i * 0.5, "train_acc": t, "val_loss": 1.5 - v, "val_acc": v,
+                "val_top5": min(1.0, v + 0.3), "lr": 1e-3, "seconds": seconds / len(val), "images_per_second": 500.0}
+               for i, (t, v) in enumerate(zip(train, val))]
+    extra = {"label": label, **config.pop("extra", {})}
+    cfg = TrainConfig(seed=seed, extra=extra, **config)
+    path = tmp_path / f"{label}-s{seed}"
+    path.mkdir(parents=True, exist_ok=True)
+    best = max(range(len(val)), key=lambda i: val[i])
+    return SimpleNamespace(path=path, config=cfg, history=history,
+                           record={"device": device, "device_name": "CPU (2 cores)" if device == "cpu" else "NVIDIA H100",
+                                   "wall_time_seconds": seconds},
+                           best={"epoch": best, "val_acc": val[best]})
+
+
+def test_roadmap_and_claims():
+    frame = reporting.roadmap_frame()
+    assert frame["top1"].iloc[0] == 76.1 and frame["top1"].iloc[-1] == 82.0
+    assert list(frame.columns) == ["step", "top1", "group", "change"]
+    assert reporting.source_value("000_baseline") == 82.61
+    assert reporting.source_value("000_improved") == 86.30
+    with pytest.raises(KeyError, match="known"):
+        reporting.source_value("nope")
+
+
+def test_history_frame_converts_runner_history(tmp_path):
+    frame = reporting.history_frame(fake_run(tmp_path))
+    assert list(frame["epoch"]) == [1, 2, 3]  # 1-based for the book
+    assert frame["val_acc"].tolist() == pytest.approx([30.0, 50.0, 40.0])  # percent
+    with pytest.raises(ValueError, match="no finished epoch"):
+        reporting.history_frame([])
+    with pytest.raises(ValueError, match="val_acc"):
+        reporting.history_frame([{"epoch": 0, "train_loss": 1, "train_acc": 0.1, "val_loss": 1}])
+
+
+def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
+    row = reporting.run_summary(fake_run(tmp_path, seconds=600.0))
+    assert row["best_val_acc"] == pytest.approx(50.0)
+    assert row["best_epoch"] == 2 and row["epochs_run"] == 3
+    assert row["gap_at_best"] == pytest.approx(10.0)
+    assert row["minutes"] == pytest.approx(10.0) and row["gpu_minutes"] == 0.0
+    gpu = reporting.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
+    assert gpu["gpu_minutes"] == pytest.approx(1.0) and gpu["device"] == "NVIDIA H100"
+
+
+def test_summarise_mean_std_and_formatting(tmp_path):
+    runs = {"x": [fake_run(tmp_path, label="x", seed=s, val=(0.1, v)) for s, v in enumerate((0.40, 0.50))],
+            "y": [fake_run(tmp_path, label="y", val=(0.2, 0.3))]}
+    summary = reporting.summarise(reporting.runs_frame(runs))
+    x = summary.set_index("label").loc["x"]
+    assert x["mean"] == pytest.approx(45.0) and x["std"] == pytest.approx(math.sqrt(50.0)) and x["n"] == 2
+    assert math.isnan(summary.set_index("label").loc["y", "std"])
+    assert reporting.mean_std(45.0, 7.07, 2) == "45.0 ± 7.1 (2 seeds)"
+    assert reporting.mean_std(30.0, float("nan"), 1) == "30.0 (1 seed)"
+    assert reporting.mean_std(float("nan")) == "—"
+    versus = reporting.versus_reference(summary, "x")
+    assert versus.set_index("label").loc["y", "change vs x"] == pytest.approx(-15.0)
+    with pytest.raises(ValueError, match="labels"):
+        reporting.versus_reference(summary, "missing")
+
+
+def test_pivot_select_and_curves(tmp_path):
+    runs = {f"{m} / {o}": [fake_run(tmp_path, label=f"{m}{o}", model=m, optimizer=o)]
+            for m in ("convnextv2_atto", "convnextv2_nano") for o in ("sgd", "adamw")}
+    summary = reporting.summarise(reporting.runs_frame(runs), by=["model", "optimizer"])
+    table = reporting.pivot_mean_std(summary, index="model", columns="optimizer")
+    assert table.shape == (2, 2) and table.loc["convnextv2_atto", "sgd"] == "50.0"
+    assert list(reporting.select(runs, model="convnextv2_nano")) == ["convnextv2_nano / sgd", "convnextv2_nano / adamw"]
+    curves = reporting.curves_frame(reporting.select(runs, optimizer="sgd"))
+    assert set(curves["label"]) == {"convnextv2_atto / sgd", "convnextv2_nano / sgd"} and len(curves) == 6
+
+
+def test_headline_rows_and_source_keys(tmp_path):
+    runs = [fake_run(tmp_path, seed=s, val=(0.1, v), model="convnextv2_base", optimizer="sgd",
+                     extra={"recipe": "source"}) for s, v in enumerate((0.30, 0.34))]
+    row = reporting.headline("opt_x", runs, experiment="base sgd", chapter="06", source_key="001_test2_base_sgd")
+    assert row["mean"] == pytest.approx(32.0) and row["n_seeds"] == 2
+    assert row["dataset"].startswith("tiny-imagenet-32") and row["resolution"] == "32 px, stem stride 2"
+    with pytest.raises(KeyError):
+        reporting.headline("k", runs, experiment="e", chapter="c", source_key="typo")
+    assert reporting.source_001_key(runs[0].config) == "001_test2_base_sgd"
+    assert reporting.source_001_key(TrainConfig(model="convnextv2_base", optimizer="sgd")) is None  # not the source recipe
+
+
+def _records(tmp_path: Path, configuration: str) -> list[dict]:
+    env = {"device": "CPU (2 cores)", "device_type": "cpu", "python": "3.11", "torch": "2.x", "timm": "1.x",
+           "git_commit": "abc", "git_dirty": True}
+    results = [{"key": "baseline_top1", "experiment": "Frozen", "chapter": "04_baseline", "metric": "val top-1 (%)",
+                "mean": 61.234, "std": 0.5, "n_seeds": 3, "dataset": "cifar10", "resolution": "32 px",
+                "epochs": "12", "minutes": 3.0, "gpu_minutes": 0.0, "source_key": "000_baseline", "note": ""},
+               {"key": "opt_source_tiny_imagenet_32_convnextv2_atto_sgd", "experiment": "Source recipe: atto / sgd",
+                "chapter": "06", "metric": "val top-1 (%)", "mean": 20.0, "std": None, "n_seeds": 1,
+                "dataset": "tin", "resolution": "32", "epochs": "1", "source_key": None}]
+    records = [{"chapter": "04_baseline", "title": "Baseline", "configuration": configuration, "environment": env,
+                "finished_at": "2026-01-02T03:04:05+00:00", "minutes": 1.25, "gpu_minutes": 0.0,
+                "results": results, "runs": [{"label": "baseline", "seed": 0, "best_val_acc": 61.0}]}]
+    folder = tmp_path / configuration
+    folder.mkdir()
+    (folder / "04_baseline.json").write_text(json.dumps(records[0]))
+    return records
+
+
+def test_load_records_and_status_table(tmp_path):
+    _records(tmp_path, "full")
+    records = reporting.load_records(tmp_path / "full")
+    status = reporting.status_table(records)
+    assert status.loc[0, "device"] == "CPU (2 cores)" and status.loc[0, "GPU minutes"] == 0.0
+    assert status.loc[0, "commit"] == "abc (+ local changes)" and status.loc[0, "executed"] == "2026-01-02 03:04"
+    assert reporting.load_records(tmp_path / "missing") == []
+    assert reporting.runs_table(records).loc[0, "label"] == "baseline"
+
+
+def test_results_table_never_shows_smoke_numbers(tmp_path):
+    smoke = reporting.results_table(_records(tmp_path, "smoke"))
+    assert (smoke["this book"] == reporting.SMOKE_LABEL).all()
+    assert "61.2" not in smoke.to_string()
+    full = reporting.results_table(_records(tmp_path, "full"))
+    assert full.loc[0, "this book"] == "61.2 ± 0.5 % (3 seeds)"
+    assert full.loc[0, "source"] == "82.61 (source 000)"
+
+
+def test_glue_values(tmp_path):
+    values = reporting.glue_values(_records(tmp_path, "smoke"))
+    assert set(reporting.GLUE_KEYS) <= set(values)
+    assert values["baseline_top1"] == reporting.SMOKE_LABEL
+    assert values["improved_top1"] == "not executed yet"
+    assert values["src_000_baseline"] == "82.61 %"
+    full = reporting.glue_values(_records(tmp_path, "full"))
+    assert full["baseline_top1"].startswith("61.2")
+    assert full["optim_best_source"].endswith("(Source recipe: atto / sgd)")
+    assert reporting.find_headline(_records(tmp_path, "full2"), "baseline_top1")["configuration"] == "full2"
+
+
+def test_versus_frame_only_full_rows(tmp_path):
+    assert reporting.versus_frame(_records(tmp_path, "smoke")).empty
+    frame = reporting.versus_frame(_records(tmp_path, "full"))
+    assert frame.loc[0, "source"] == 82.61 and frame.loc[0, "this book"] == pytest.approx(61.234)
+
+
+def test_alpha_frame_and_throughput(tmp_path):
+    run = fake_run(tmp_path, label="dyt", norm="dyt")
+    pd.DataFrame({"epoch": [0, 0, 1, 1], "layer": ["stem.1", "stages.2.blocks.0.norm"] * 2,
+                  "alpha": [0.5, 0.5, 0.6, 0.4]}).to_csv(run.path / "dyt_alpha.csv", index=False)
+    frame = reporting.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
+    assert list(frame["stage"].unique()) == ["stem", "stage 3"] and len(frame) == 4
+    assert reporting.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
+    speed = reporting.throughput({"dyt": [run]})
+    assert speed.loc[0, "images/s"] == 500.0 and speed.loc[0, "ms/step"] == pytest.approx(1000 * 256 / 500, rel=1e-3)

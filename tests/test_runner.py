@@ -1,0 +1,166 @@
+"""Whole runs on a tiny real-data subset: run folder, resume, early stopping, NaN guard, frozen fast path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from convnext_report import runner
+from convnext_report.config import TrainConfig
+from convnext_report.engine import NonFiniteLossError
+from convnext_report.runner import HISTORY_COLUMNS, load_run, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tiny(data_root, tmp_path) -> TrainConfig:
+    """cifar10, 4 classes x 16 images, 8 val images per class, 2 epochs of 2 steps: a few seconds."""
+    return TrainConfig(
+        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, val_per_class=8,
+        model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=32, epochs=2, lr=2e-3,
+        warmup_epochs=0.5, out_dir=str(tmp_path / "runs"), run_name="tiny", progress=False, device="cpu",
+    )
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
+    run = train(tiny)
+    names = {p.name for p in run.path.iterdir()}
+    assert names == {"config.yaml", "log.txt", "history.csv", "record.json", "checkpoint_last.pt",
+                     "checkpoint_best.pt", "eval.json", "eval.npz"}
+    history = pd.read_csv(run.path / "history.csv")
+    assert list(history.columns) == list(HISTORY_COLUMNS) and history["epoch"].tolist() == [0, 1]
+    record = json.loads((run.path / "record.json").read_text())
+    for key in ("device_name", "versions", "git", "seed", "wall_time_seconds", "start_time", "end_time",
+                "best_epoch", "best_val_top1", "best_val_top5", "num_train_images", "num_val_images", "stop_reason"):
+        assert key in record, key
+    assert record["status"] == "finished" and record["stop_reason"] == "epochs"
+    assert (record["num_train_images"], record["num_val_images"]) == (64, 32)
+    assert record["versions"]["torch"] and record["device_name"] and "commit" in record["git"]
+    ev = json.loads((run.path / "eval.json").read_text())
+    assert len(ev["per_class_accuracy"]) == 4 and ev["class_names"][:2] == ["airplane", "automobile"]
+    # the final evaluation is of the best epoch's weights
+    assert ev["top1"] == pytest.approx(run.best["val_acc"]) == pytest.approx(history["val_acc"].max())
+    with np.load(run.path / "eval.npz") as z:
+        assert z["confusion_matrix"].shape == (4, 4) and len(z["predictions"]) == 32
+    assert "run folder" in (run.path / "log.txt").read_text()
+
+    again = load_run(run.path)
+    assert again.config == run.config.replace(run_name="tiny") and len(again.history) == 2
+    assert again.eval.top1 == pytest.approx(run.eval.top1)
+    assert again.history_df["val_acc"].tolist() == pytest.approx(history["val_acc"].tolist())
+    model = again.load_model()
+    val = again.val_data()
+    assert len(val.labels) == 32
+    from convnext_report.data import DeviceLoader, get_dataset_spec, make_eval_transform
+    from convnext_report.engine import evaluate
+
+    spec = get_dataset_spec("cifar10")
+    loader = DeviceLoader(val, 16, transform=make_eval_transform(spec.mean, spec.std, 32), shuffle=False,
+                          drop_last=False, device="cpu")
+    result = evaluate(model, loader, device=torch.device("cpu"), class_names=val.class_names)
+    np.testing.assert_array_equal(result.predictions, again.eval.predictions)
+
+
+def test_existing_folder_is_never_overwritten(tiny: TrainConfig) -> None:
+    train(tiny.replace(epochs=1))
+    with pytest.raises(FileExistsError, match="resume=True.*new run_name"):
+        train(tiny.replace(epochs=1))
+    # a finished run is loaded, not retrained
+    history = Path(tiny.out_dir) / "tiny" / "history.csv"
+    before = history.read_text()
+    run = train(tiny.replace(epochs=1, resume=True))
+    assert run.record["status"] == "finished" and history.read_text() == before
+
+
+def test_killed_run_resumes_to_the_same_result(tiny: TrainConfig) -> None:
+    straight = train(tiny.replace(run_name="straight"))
+
+    def kill_after_first_epoch(row: dict) -> None:
+        if row["epoch"] == 0:
+            raise _Killed("simulated kill")
+
+    with pytest.raises(_Killed):
+        train(tiny.replace(run_name="killed"), on_epoch_end=kill_after_first_epoch)
+    folder = straight.path.parent / "killed"
+    assert json.loads((folder / "record.json").read_text())["status"] == "failed"
+    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 0
+    resumed = train(tiny.replace(run_name="killed", resume=True))
+    assert resumed.record["sessions"] == 2 and resumed.record["status"] == "finished"
+    a, b = straight.history_df, resumed.history_df
+    assert b["epoch"].tolist() == [0, 1]
+    for col in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-5, err_msg=col)
+    assert pd.read_csv(folder / "history.csv")["epoch"].tolist() == [0, 1]
+
+
+def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:
+    # lr 0: the weights never change, val accuracy cannot improve after the first epoch, patience 1 stops after the second epoch
+    run = train(tiny.replace(epochs=6, early_stopping_patience=1, schedule="constant", lr=0.0))
+    assert run.record["stop_reason"] == "early_stopping"
+    assert len(run.history) == 2 and run.best["epoch"] == 0
+    assert run.eval.top1 == pytest.approx(run.history[0]["val_acc"])
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny: TrainConfig, monkeypatch) -> None:
+    real = runner.build_criterion
+
+    def nan_in_second_epoch(config, *, mixup):
+        inner, calls = real(config, mixup=mixup), []
+
+        def criterion(logits, target):
+            calls.append(1)
+            loss = inner(logits, target)
+            return loss * float("nan") if len(calls) > 2 else loss  # 2 steps per epoch
+
+        return criterion
+
+    monkeypatch.setattr(runner, "build_criterion", nan_in_second_epoch)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 \(0-based\), step 1/2.*grad_clip.*checkpoint_last.pt \(epoch 0"):
+        train(tiny)
+    folder = Path(tiny.out_dir) / "tiny"
+    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 0
+    record = json.loads((folder / "record.json").read_text())
+    assert record["status"] == "failed" and record["stop_reason"] == "non_finite_loss"
+
+
+def test_huge_learning_rate_is_caught(tiny: TrainConfig) -> None:
+    with pytest.raises(NonFiniteLossError, match="lower the learning rate"):
+        train(tiny.replace(optimizer="sgd", lr=1e6, epochs=3, warmup_epochs=0.0, drop_path_rate=0.0))
+
+
+def _train_with_snapshots(config: TrainConfig):
+    """Run ``config`` and return it with the model weights saved after each epoch."""
+    snaps = []
+    folder = f"{config.out_dir}/{config.run_name}"
+    run = train(config, on_epoch_end=lambda row: snaps.append(
+        torch.load(folder + "/checkpoint_last.pt", weights_only=True)["model"]))
+    return run, snaps
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["cached-features", "augmented"])
+def test_frozen_backbone_trains_the_head_only(tiny: TrainConfig, augment: bool) -> None:
+    config = tiny.replace(freeze_backbone=True, crop_padding=4 if augment else 0, hflip=augment, head_dropout=0.2)
+    run, (first, second) = _train_with_snapshots(config)
+    # without augmentation the backbone features are computed once; with it, every step (backbone in eval mode)
+    assert run.record["frozen_feature_fast_path"] is not augment
+    assert run.record["params_trainable"] < run.record["params_total"]
+    for name in first:
+        if not name.startswith("head."):
+            assert torch.equal(first[name], second[name]), name
+    assert not torch.equal(first["head.fc.weight"], second["head.fc.weight"])
+
+
+def test_mixup_cutmix_label_smoothing_attention_head(tiny: TrainConfig) -> None:
+    run = train(tiny.replace(mixup=0.8, cutmix=1.0, label_smoothing=0.1, head="attention", head_dropout=0.2,
+                             randaugment="n2m9", epochs=1))
+    assert np.isfinite(run.history[0]["train_loss"])
