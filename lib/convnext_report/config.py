@@ -63,7 +63,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  #: bf16 autocast on CUDA (always fp32 on CPU)
-    channels_last: bool = True
+    channels_last: bool = True  #: channels_last memory format (CUDA only; slower on CPU)
     compile: bool = False  #: torch.compile the model
     max_steps_per_epoch: int | None = None  #: cap iterations per epoch (smoke runs)
     out_dir: str = "runs"  #: parent folder of run folders
