@@ -52,8 +52,9 @@ def test_one_parameters_cell_with_a_comment_on_every_parameter(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     params = papermill.inspect_notebook(str(path))
-    assigned = [t.id for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign)
-                for t in node.targets]
+    body = ast.parse(tagged[0].source).body
+    assigned = [node.target.id for node in body if isinstance(node, ast.AnnAssign)]
+    assert len(assigned) == len(body), 'every parameter is annotated: `name: type = value  # comment`'
     assert assigned and list(params) == assigned, \
         "papermill cannot parse every parameter line (no '=' inside the '# comment')"
     for name, info in params.items():
