@@ -98,22 +98,12 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- environment
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; anything else unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def environment(device: str = "auto") -> dict[str, Any]:
     """Where a chapter runs: device, versions and git commit (from :mod:`convnext_report.records`)."""
-    import torch
-
     from convnext_report import records
+    from convnext_report.distributed import resolve_device
 
-    dev = torch.device(resolve_device(device))
+    dev = resolve_device(device)
     versions = records.package_versions()
     git = records.git_state()
     return {
@@ -415,7 +405,7 @@ def export_backbone(run: Any, name: str, *, smoke: bool = False, checkpoint: str
     source = Path(run.path) / checkpoint
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist; did the run finish an epoch?")
-    state = torch.load(source, map_location="cpu", weights_only=False)
+    state = torch.load(source, map_location="cpu", weights_only=True)
     state = state.get("model", state) if isinstance(state, dict) else state
     cfg = run.config
     summary = reporting.run_summary(run)
