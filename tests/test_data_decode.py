@@ -16,7 +16,8 @@ from PIL import Image
 
 from convnext_report.data import decode as decode_mod
 from convnext_report.data import load_split
-from convnext_report.data.decode import CorruptImageError, atomic_torch_save, decode_images, file_sha256
+from convnext_report import records
+from convnext_report.data.decode import CorruptImageError, decode_images, file_sha256
 
 CIFAR_TEST = Path("cifar10-jpeg") / "plain_text" / "test-00000-of-00001.parquet"
 
@@ -120,11 +121,11 @@ def test_checksum_cached_by_path_size_mtime(tmp_path, monkeypatch):
 def test_cache_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "entry.pt"
 
-    def broken_save(obj, f):
-        f.write(b"half a tensor")
+    def broken_save(obj, path):
+        Path(path).write_bytes(b"half a tensor")
         raise KeyboardInterrupt  # a killed run
 
-    monkeypatch.setattr(decode_mod.torch, "save", broken_save)
+    monkeypatch.setattr(records.torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        atomic_torch_save(torch.zeros(3), target)
+        records.torch_save_atomic(torch.zeros(3), target)
     assert list(tmp_path.iterdir()) == []

@@ -23,7 +23,6 @@ run folders, backbone  ``CONVNEXT_REPORT_RUNS``     ``<repo>/runs``
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import re
@@ -33,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from convnext_report import records
 
 # Chapters show no progress widgets; tqdm.auto's warning that ipywidgets is missing would only
 # put an installation-dependent path into the notebooks' outputs.
@@ -100,7 +101,6 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 def environment(device: str = "auto") -> dict[str, Any]:
     """Where a chapter runs: device, versions and git commit (from :mod:`convnext_report.records`)."""
-    from convnext_report import records
     from convnext_report.distributed import resolve_device
 
     dev = resolve_device(device)
@@ -116,10 +116,6 @@ def environment(device: str = "auto") -> dict[str, Any]:
         "git_commit": (git["commit"] or "no commit yet")[:10],
         "git_dirty": bool(git["dirty"]),
     }
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- the chapter
@@ -285,7 +281,7 @@ class Chapter:
                 continue
         record = {
             **self.record,
-            "finished_at": _now(),
+            "finished_at": records.now_iso(),
             "minutes": round(minutes, 3),
             "gpu_minutes": round(minutes if on_gpu else 0.0, 3),
             "runs": run_rows,
@@ -294,7 +290,7 @@ class Chapter:
         folder = records_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}.json"
-        path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        records.write_text_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
         self.record = record
         return path
 
@@ -378,7 +374,7 @@ def start(name: str, namespace: Mapping[str, Any], *, title: str,
         "configuration": chapter.configuration,
         "smoke_reductions": {k: {"full": f, "smoke": s} for k, (f, s) in reductions.items()},
         "parameters": params,
-        "started_at": _now(),
+        "started_at": records.now_iso(),
         "environment": environment(str(params.get("device", "auto"))),
     }
     return chapter
@@ -420,12 +416,12 @@ def export_backbone(run: Any, name: str, *, smoke: bool = False, checkpoint: str
         "val_top1": summary["best_val_acc"],
         "configuration": "smoke" if smoke else "full",
         "run": str(run.path),
-        "created_at": _now(),
+        "created_at": records.now_iso(),
     }
     path = backbone_path(name, smoke=smoke)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, "meta": meta}, path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    records.torch_save_atomic({"model": state, "meta": meta}, path)
+    records.write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     return path
 
 

@@ -61,12 +61,12 @@ def _subplots(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float], **kw
 
 
 def _as_frame(history) -> pd.DataFrame:
-    if hasattr(history, "history"):  # a Run
-        from convnext_report.reporting import history_frame
+    from convnext_report.reporting import HISTORY_REQUIRED, history_frame
 
+    if hasattr(history, "history"):  # a Run
         return history_frame(history)
     frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
-    missing = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"} - set(frame.columns)
+    missing = set(HISTORY_REQUIRED) - set(frame.columns)
     if missing:
         raise ValueError(
             f"history lacks columns {sorted(missing)}; build it with reporting.history_frame(run)"

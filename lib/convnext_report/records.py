@@ -1,6 +1,7 @@
 """What a run writes about itself: the environment record and atomic file writes.
 
-Every file of a run folder is written to ``<name>.tmp`` first and renamed into place,
+Every file of a run folder (and every cached tensor) is written to a temporary file first and
+renamed into place,
 so a killed run never leaves a half-written ``history.csv`` or checkpoint behind.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import tempfile
 import platform
 import subprocess
 import sys
@@ -22,11 +24,20 @@ _PACKAGES = ("torch", "torchvision", "timm", "numpy", "datasets", "convnext-repo
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
+    """Call ``write(tmp_path)`` on a fresh temporary file beside ``path``, then rename it onto
+    ``path``: readers see the old file or the whole new one, never a half-written one."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 #: label used wherever a number comes from the CPU smoke configuration
@@ -95,38 +94,26 @@ def source_value(key: str) -> float:
 
 # --------------------------------------------------------------------------- runs
 
-_HISTORY_ALIASES = {
-    "train_acc": ("train_acc", "train_top1", "acc"),
-    "train_loss": ("train_loss", "loss"),
-    "val_acc": ("val_acc", "val_top1", "top1"),
-    "val_loss": ("val_loss",),
-}
+HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:
-    """A run's per-epoch history (a ``Run``, its ``history`` list or a frame) in the figures' columns.
+    """A run's per-epoch history (a ``Run``, its ``history`` list or a frame) as the book shows it.
 
-    Columns: ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (percent),
-    plus whatever else the runner logged.
+    The runner writes 0-based epochs and accuracies as fractions (``runner.HISTORY_COLUMNS``);
+    the book counts epochs from 1 and gives accuracies in percent.
     """
     if hasattr(history, "history"):
         history = history.history
     frame = history.copy() if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
     if frame.empty:
         raise ValueError("the run has no finished epoch yet (empty history)")
-    for name, aliases in _HISTORY_ALIASES.items():
-        if name not in frame.columns:
-            found = next((a for a in aliases if a in frame.columns), None)
-            if found is None:
-                raise ValueError(f"history has no {name!r} column (looked for {aliases}); columns: {list(frame.columns)}")
-            frame[name] = frame[found]
-    if "epoch" not in frame.columns:
-        frame["epoch"] = np.arange(1, len(frame) + 1)
-    elif frame["epoch"].min() == 0:  # the runner counts from 0; the book counts epochs from 1
-        frame["epoch"] = frame["epoch"] + 1
-    for col in ("train_acc", "val_acc"):  # fractions -> percent
-        if frame[col].max() <= 1.0 + 1e-9:
-            frame[col] = 100.0 * frame[col]
+    missing = [c for c in HISTORY_REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"history lacks columns {missing}; columns: {list(frame.columns)}")
+    frame["epoch"] = frame["epoch"] + 1
+    for col in ("train_acc", "val_acc"):
+        frame[col] = 100.0 * frame[col]
     return frame
 
 

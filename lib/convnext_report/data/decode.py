@@ -16,14 +16,15 @@ import io
 import json
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
+
+from ..records import write_text_atomic
 
 CACHE_ENV = "CONVNEXT_REPORT_CACHE"
 _CHECKSUMS = "checksums.json"
@@ -48,31 +49,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return root
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    _atomic(path, lambda f: f.write(data))
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename onto ``path``."""
-    _atomic(path, lambda f: torch.save(obj, f))
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def file_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
     """sha256 of a file, remembered in ``<cache>/checksums.json`` by (path, size, mtime)."""
     p = Path(path).resolve()
@@ -89,7 +65,7 @@ def file_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
             digest.update(block)
     index = _read_json(index_path)  # re-read: another process may have added entries
     index[str(p)] = {**stamp, "sha256": digest.hexdigest()}
-    atomic_write_bytes(index_path, json.dumps(index, indent=1, sort_keys=True).encode())
+    write_text_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
     return digest.hexdigest()
 
 

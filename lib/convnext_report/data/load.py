@@ -12,10 +12,10 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from ..records import torch_save_atomic
 from .classnames import readable_names
 from .decode import (
     CorruptImageError,
-    atomic_torch_save,
     cache_key,
     cache_root,
     decode_images,
@@ -111,14 +111,14 @@ def load_split(
         if images is None:
             ds = ds if ds is not None else source.load(root / "hf-datasets")
             images, from_cache = _decode(source, ds, rows), False
-            atomic_torch_save(images, path)
+            torch_save_atomic(images, path)
     else:
         ds = ds if ds is not None else source.load(root / "hf-datasets")
         images, from_cache = _decode(source, ds, None), False
-        atomic_torch_save(images, folder / f"{split}-{key}.pt")
+        torch_save_atomic(images, folder / f"{split}-{key}.pt")
         images = images if rows is None else images[rows]
     if not meta_path.exists():
-        atomic_torch_save(meta, meta_path)
+        torch_save_atomic(meta, meta_path)
 
     names = readable_names(spec, meta["label_names"], source.root)
     return ImageTensors(
