@@ -59,12 +59,17 @@ class TrainConfig:
     mixup: float = 0.0  #: Mixup alpha (0: off)
     cutmix: float = 0.0  #: CutMix alpha (0: off)
     early_stopping_patience: int | None = None  #: epochs without val improvement before stopping
+    model_ema: bool = False  #: keep an EMA of the weights (timm ModelEmaV3), evaluated beside the raw weights
+    model_ema_decay: float = 0.9998  #: EMA decay per step
+    # model selection
+    selection: str = "holdout"  #: "holdout": early stopping/best epoch on a held-out part of train, test reported once; "test": select on the reported split (the sources' protocol, optimistic)
+    holdout_fraction: float = 0.1  #: class-balanced fraction of the training split held out when selection="holdout"
     # runtime
     seed: int = 0
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  #: bf16 autocast on CUDA (always fp32 on CPU)
     channels_last: bool = True  #: channels_last memory format (CUDA only; slower on CPU)
-    compile: bool = False  #: torch.compile the model
+    compile: bool | None = None  #: torch.compile the model; None: on CUDA yes, on CPU no
     max_steps_per_epoch: int | None = None  #: cap iterations per epoch (smoke runs)
     out_dir: str = "runs"  #: parent folder of run folders
     run_name: str | None = None  #: run folder name; default: <model>-<dataset>-s<seed>-<time>
