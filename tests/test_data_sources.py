@@ -41,10 +41,21 @@ def test_missing_data_folder_is_clear(tmp_path, monkeypatch):
 
 
 def test_dataset_missing_under_root_is_clear(data_root):
+    # Tiny-ImageNet at its native 64 px is the one registered data set that ../shared/data lacks
+    assert not (data_root / "tiny-imagenet").exists()
     with pytest.raises(FileNotFoundError) as err:
-        split_source("cifar100", "train", data_root)
+        split_source("tiny-imagenet", "train", data_root)
     msg = str(err.value)
-    assert "cifar100" in msg and DATA_ENV in msg and "hub" in msg
+    assert "tiny-imagenet" in msg and DATA_ENV in msg and "hub" in msg
+
+
+def test_real_cifar100_is_complete(data_root):
+    summary = dataset_summary("cifar100", data_root)
+    assert summary["splits"] == {"train": 50_000, "val": 10_000}
+    test = load_split("cifar100", "val", data_dir=data_root)
+    assert test.images.shape == (10_000, 3, 32, 32) and test.num_classes == 100
+    assert torch.bincount(test.labels).tolist() == [100] * 100
+    assert test.class_names[0] == "apple" and test.class_names[-1] == "worm"
 
 
 def test_unknown_dataset_lists_names():
