@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from convnext_report import chapter
 from convnext_report.config import TrainConfig
+from convnext_report.report import alpha_log, backbones, banners, chapter, paths, recipes
 
 
 @pytest.fixture(autouse=True)
 def _folders(tmp_path, monkeypatch):
-    monkeypatch.setenv(chapter.RECORDS_ENV, str(tmp_path / "records"))
-    monkeypatch.setenv(chapter.RUNS_ENV, str(tmp_path / "runs"))
-    monkeypatch.delenv(chapter.SMOKE_ENV, raising=False)
+    monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
+    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.delenv(paths.SMOKE_ENV, raising=False)
 
 
 def namespace(**extra):
@@ -44,7 +44,7 @@ def test_full_configuration_by_default():
 def test_smoke_switch(how, monkeypatch):
     ns = namespace(smoke=how == "parameter")
     if how == "environment":
-        monkeypatch.setenv(chapter.SMOKE_ENV, "1")
+        monkeypatch.setenv(paths.SMOKE_ENV, "1")
     ch = chapter.start("04_x", ns, title="X", smoke=dict(epochs=1, seeds=[0]))
     assert ch.configuration == "smoke" and ch.epochs == 1 and ch.seeds == [0]
     assert ch.reductions == {"epochs": (30, 1), "seeds": ([0, 1, 2], [0])}
@@ -54,7 +54,7 @@ def test_smoke_switch(how, monkeypatch):
 
 
 def test_smoke_without_reductions_is_full(monkeypatch):
-    monkeypatch.setenv(chapter.SMOKE_ENV, "1")
+    monkeypatch.setenv(paths.SMOKE_ENV, "1")
     assert chapter.start("02_x", namespace(), title="X").configuration == "full"
 
 
@@ -64,12 +64,12 @@ def test_unknown_smoke_key_is_an_error():
 
 
 def test_banner_says_smoke_and_not_a_result(monkeypatch):
-    monkeypatch.setenv(chapter.SMOKE_ENV, "yes")
+    monkeypatch.setenv(paths.SMOKE_ENV, "yes")
     ch = chapter.start("04_x", namespace(), title="X", smoke=dict(epochs=1))
     text = ch.banner().data
     assert text.startswith("```{admonition} CPU smoke configuration — not a result")
     assert ":class: warning" in text and "`epochs` 30 → 1" in text
-    monkeypatch.delenv(chapter.SMOKE_ENV)
+    monkeypatch.delenv(paths.SMOKE_ENV)
     full = chapter.start("04_x", namespace(), title="X", smoke=dict(epochs=1)).banner().data
     assert "Executed on CPU" in full  # the test machine has no GPU
 
@@ -103,17 +103,17 @@ def test_finish_writes_the_record(tmp_path):
 
 
 def test_records_banner():
-    assert "No chapter" in chapter.records_banner([]).data
-    smoke = chapter.records_banner([{"chapter": "a", "configuration": "smoke"}, {"chapter": "b"}]).data
+    assert "No chapter" in banners.records_banner([]).data
+    smoke = banners.records_banner([{"chapter": "a", "configuration": "smoke"}, {"chapter": "b"}]).data
     assert "1 of the 2" in smoke and "not a result" in smoke
-    assert "full configuration" in chapter.records_banner([{"chapter": "b", "configuration": "full"}]).data
+    assert "full configuration" in banners.records_banner([{"chapter": "b", "configuration": "full"}]).data
 
 
 def test_find_backbone_explains_what_to_run():
     with pytest.raises(FileNotFoundError, match="Run chapter 03 first.*-p smoke True"):
-        chapter.find_backbone("nothing", smoke=True)
+        backbones.find_backbone("nothing", smoke=True)
     with pytest.raises(FileNotFoundError, match="chapter 03"):
-        chapter.transfer_source(None, "nothing")
+        backbones.transfer_source(None, "nothing")
 
 
 def test_export_and_find_backbone(tmp_path):
@@ -127,29 +127,29 @@ def test_export_and_find_backbone(tmp_path):
         history = [{"epoch": 0, "train_loss": 1.0, "train_acc": 0.4, "val_loss": 1.0, "val_acc": 0.3}]
         record = {"device": "cpu", "wall_time_seconds": 6.0}
 
-    path = chapter.export_backbone(Run(), "bb", smoke=True)
+    path = backbones.export_backbone(Run(), "bb", smoke=True)
     assert path == tmp_path / "runs" / "backbones" / "bb-smoke.pt"
     saved = torch.load(path, weights_only=False)
     assert torch.equal(saved["model"]["w"], torch.ones(2)) and saved["meta"]["model"] == "convnext_tiny"
-    found, meta = chapter.find_backbone("bb", smoke=True)
+    found, meta = backbones.find_backbone("bb", smoke=True)
     assert found == path and meta["val_top1"] == pytest.approx(30.0)
-    source = chapter.transfer_source(None, "bb", smoke=True)
+    source = backbones.transfer_source(None, "bb", smoke=True)
     assert source == {"model": "convnext_tiny", "stem_stride": 2, "image_size": 32, "norm": "layernorm",
                       "pretrained": str(path)}
-    assert chapter.transfer_source(str(path), "ignored")["model"] == "convnext_tiny"
-    assert chapter.transfer_source("convnext_tiny.fb_in1k", "ignored")["image_size"] == 224
+    assert backbones.transfer_source(str(path), "ignored")["model"] == "convnext_tiny"
+    assert backbones.transfer_source("convnext_tiny.fb_in1k", "ignored")["image_size"] == 224
     with pytest.raises(FileNotFoundError, match="neither a file nor a known timm id"):
-        chapter.transfer_source("nope.pt", "bb")
+        backbones.transfer_source("nope.pt", "bb")
 
 
 def test_alpha_log_reads_the_checkpoint(tmp_path):
     state = {"stem.1.alpha": torch.tensor([0.7]), "stages.0.blocks.0.norm.alpha": torch.tensor([0.3]),
              "stages.0.blocks.0.norm.weight": torch.ones(4)}
     torch.save({"model": state}, tmp_path / "checkpoint_last.pt")
-    log = chapter.AlphaLog(tmp_path, 0.5)
+    log = alpha_log.AlphaLog(tmp_path, 0.5)
     log({"epoch": 0})
     log({"epoch": 1})
-    frame = pd.read_csv(tmp_path / chapter.AlphaLog.FILE)
+    frame = pd.read_csv(tmp_path / alpha_log.AlphaLog.FILE)
     assert list(frame["epoch"]) == [0, 0, 1, 1, 2, 2]
     assert frame[frame["epoch"] == 0]["alpha"].tolist() == [0.5, 0.5]
     assert frame[frame["epoch"] == 2].set_index("layer")["alpha"].to_dict() == pytest.approx(
@@ -157,19 +157,19 @@ def test_alpha_log_reads_the_checkpoint(tmp_path):
 
 
 def test_recipes_and_grid():
-    source = chapter.recipe("source", model="convnextv2_base")
+    source = recipes.recipe("source", model="convnextv2_base")
     assert source["stem_stride"] == 4 and source["lr"] == 1e-3 and source["schedule"] == "constant"
     assert source["extra"] == {"recipe": "source"} and source["model"] == "convnextv2_base"
-    TrainConfig(**{k: v for k, v in chapter.recipe("small-image").items()})  # every key is a config field
+    TrainConfig(**{k: v for k, v in recipes.recipe("small-image").items()})  # every key is a config field
     with pytest.raises(ValueError, match="choose one of"):
-        chapter.recipe("nope")
-    grid = chapter.grid({"lr": 1.0}, model=["a", "b"], optimizer=["sgd", "adamw"])
+        recipes.recipe("nope")
+    grid = recipes.grid({"lr": 1.0}, model=["a", "b"], optimizer=["sgd", "adamw"])
     assert list(grid) == ["a / sgd", "a / adamw", "b / sgd", "b / adamw"]
     assert grid["b / adamw"] == {"lr": 1.0, "model": "b", "optimizer": "adamw"}
 
 
 def test_repo_root_and_default_folders(monkeypatch):
-    monkeypatch.delenv(chapter.RECORDS_ENV)
-    root = chapter.repo_root()
+    monkeypatch.delenv(paths.RECORDS_ENV)
+    root = paths.repo_root()
     assert (root / "_toc.yml").is_file()
-    assert chapter.records_dir() == root / "book" / "records"
+    assert paths.records_dir() == root / "book" / "records"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from convnext_report.data import decode as decode_mod
 from convnext_report.data import load_split
-from convnext_report import records
+from convnext_report import atomic
 from convnext_report.data.decode import CorruptImageError, decode_images, file_sha256
 
 CIFAR_TEST = Path("cifar10-jpeg") / "plain_text" / "test-00000-of-00001.parquet"
@@ -125,7 +125,7 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
         Path(path).write_bytes(b"half a tensor")
         raise KeyboardInterrupt  # a killed run
 
-    monkeypatch.setattr(records.torch, "save", broken_save)
+    monkeypatch.setattr(atomic.torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        records.torch_save_atomic(torch.zeros(3), target)
+        atomic.torch_save_atomic(torch.zeros(3), target)
     assert list(tmp_path.iterdir()) == []

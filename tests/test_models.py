@@ -17,8 +17,8 @@ from convnext_report.models import (
     build_model_from_config,
     get_variant,
     is_head_param,
-    no_weight_decay_param_names,
 )
+from convnext_report.optim import param_groups
 
 SMALL = "convnextv2_atto"
 
@@ -131,7 +131,8 @@ def test_head_params_are_named_head(head):
 
 def test_no_weight_decay_names_cover_dyt_grn_and_biases():
     model = build_model(SMALL, 10, norm="dyt", head="attention")
-    names = no_weight_decay_param_names(model)
+    groups = param_groups(model, weight_decay=0.05)
+    names = {n for g in groups if g["weight_decay"] == 0.0 for n in g["param_names"]}
     params = dict(model.named_parameters())
     assert all(n in names for n in params if n.endswith(".alpha"))
     assert all(n in names for n in params if ".grn." in n)

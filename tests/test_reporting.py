@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from convnext_report import reporting
+from convnext_report import history
 from convnext_report.config import TrainConfig
+from convnext_report.report import alpha_log, results, sources, tables
 
 
 def fake_run(tmp_path: Path, *, label="a", seed=0, val=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
@@ -32,72 +33,72 @@ def fake_run(tmp_path: Path, *, label="a", seed=0, val=(0.30, 0.50, 0.40), train
 
 
 def test_roadmap_and_claims():
-    frame = reporting.roadmap_frame()
+    frame = sources.roadmap_frame()
     assert frame["top1"].iloc[0] == 76.1 and frame["top1"].iloc[-1] == 82.0
     assert list(frame.columns) == ["step", "top1", "group", "change"]
-    assert reporting.source_value("000_baseline") == 82.61
-    assert reporting.source_value("000_improved") == 86.30
+    assert sources.source_value("000_baseline") == 82.61
+    assert sources.source_value("000_improved") == 86.30
     with pytest.raises(KeyError, match="known"):
-        reporting.source_value("nope")
+        sources.source_value("nope")
 
 
 def test_history_frame_converts_runner_history(tmp_path):
-    frame = reporting.history_frame(fake_run(tmp_path))
+    frame = history.history_frame(fake_run(tmp_path))
     assert list(frame["epoch"]) == [1, 2, 3]  # 1-based for the book
     assert frame["val_acc"].tolist() == pytest.approx([30.0, 50.0, 40.0])  # percent
     with pytest.raises(ValueError, match="no finished epoch"):
-        reporting.history_frame([])
+        history.history_frame([])
     with pytest.raises(ValueError, match="val_acc"):
-        reporting.history_frame([{"epoch": 0, "train_loss": 1, "train_acc": 0.1, "val_loss": 1}])
+        history.history_frame([{"epoch": 0, "train_loss": 1, "train_acc": 0.1, "val_loss": 1}])
 
 
 def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
-    row = reporting.run_summary(fake_run(tmp_path, seconds=600.0))
+    row = tables.run_summary(fake_run(tmp_path, seconds=600.0))
     assert row["best_val_acc"] == pytest.approx(50.0)
     assert row["best_epoch"] == 2 and row["epochs_run"] == 3
     assert row["gap_at_best"] == pytest.approx(10.0)
     assert row["minutes"] == pytest.approx(10.0) and row["gpu_minutes"] == 0.0
-    gpu = reporting.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
+    gpu = tables.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
     assert gpu["gpu_minutes"] == pytest.approx(1.0) and gpu["device"] == "NVIDIA H100"
 
 
 def test_summarise_mean_std_and_formatting(tmp_path):
     runs = {"x": [fake_run(tmp_path, label="x", seed=s, val=(0.1, v)) for s, v in enumerate((0.40, 0.50))],
             "y": [fake_run(tmp_path, label="y", val=(0.2, 0.3))]}
-    summary = reporting.summarise(reporting.runs_frame(runs))
+    summary = tables.summarise(tables.runs_frame(runs))
     x = summary.set_index("label").loc["x"]
     assert x["mean"] == pytest.approx(45.0) and x["std"] == pytest.approx(math.sqrt(50.0)) and x["n"] == 2
     assert math.isnan(summary.set_index("label").loc["y", "std"])
-    assert reporting.mean_std(45.0, 7.07, 2) == "45.0 ± 7.1 (2 seeds)"
-    assert reporting.mean_std(30.0, float("nan"), 1) == "30.0 (1 seed)"
-    assert reporting.mean_std(float("nan")) == "—"
-    versus = reporting.versus_reference(summary, "x")
+    assert tables.mean_std(45.0, 7.07, 2) == "45.0 ± 7.1 (2 seeds)"
+    assert tables.mean_std(30.0, float("nan"), 1) == "30.0 (1 seed)"
+    assert tables.mean_std(float("nan")) == "—"
+    versus = tables.versus_reference(summary, "x")
     assert versus.set_index("label").loc["y", "change vs x"] == pytest.approx(-15.0)
     with pytest.raises(ValueError, match="labels"):
-        reporting.versus_reference(summary, "missing")
+        tables.versus_reference(summary, "missing")
 
 
 def test_pivot_select_and_curves(tmp_path):
     runs = {f"{m} / {o}": [fake_run(tmp_path, label=f"{m}{o}", model=m, optimizer=o)]
             for m in ("convnextv2_atto", "convnextv2_nano") for o in ("sgd", "adamw")}
-    summary = reporting.summarise(reporting.runs_frame(runs), by=["model", "optimizer"])
-    table = reporting.pivot_mean_std(summary, index="model", columns="optimizer")
+    summary = tables.summarise(tables.runs_frame(runs), by=["model", "optimizer"])
+    table = tables.pivot_mean_std(summary, index="model", columns="optimizer")
     assert table.shape == (2, 2) and table.loc["convnextv2_atto", "sgd"] == "50.0"
-    assert list(reporting.select(runs, model="convnextv2_nano")) == ["convnextv2_nano / sgd", "convnextv2_nano / adamw"]
-    curves = reporting.curves_frame(reporting.select(runs, optimizer="sgd"))
+    assert list(tables.select(runs, model="convnextv2_nano")) == ["convnextv2_nano / sgd", "convnextv2_nano / adamw"]
+    curves = tables.curves_frame(tables.select(runs, optimizer="sgd"))
     assert set(curves["label"]) == {"convnextv2_atto / sgd", "convnextv2_nano / sgd"} and len(curves) == 6
 
 
 def test_headline_rows_and_source_keys(tmp_path):
     runs = [fake_run(tmp_path, seed=s, val=(0.1, v), model="convnextv2_base", optimizer="sgd",
                      extra={"recipe": "source"}) for s, v in enumerate((0.30, 0.34))]
-    row = reporting.headline("opt_x", runs, experiment="base sgd", chapter="06", source_key="001_test2_base_sgd")
+    row = results.headline("opt_x", runs, experiment="base sgd", chapter="06", source_key="001_test2_base_sgd")
     assert row["mean"] == pytest.approx(32.0) and row["n_seeds"] == 2
     assert row["dataset"].startswith("tiny-imagenet-32") and row["resolution"] == "32 px, stem stride 2"
     with pytest.raises(KeyError):
-        reporting.headline("k", runs, experiment="e", chapter="c", source_key="typo")
-    assert reporting.source_001_key(runs[0].config) == "001_test2_base_sgd"
-    assert reporting.source_001_key(TrainConfig(model="convnextv2_base", optimizer="sgd")) is None  # not the source recipe
+        results.headline("k", runs, experiment="e", chapter="c", source_key="typo")
+    assert sources.source_001_key(runs[0].config) == "001_test2_base_sgd"
+    assert sources.source_001_key(TrainConfig(model="convnextv2_base", optimizer="sgd")) is None  # not the source recipe
 
 
 def _records(tmp_path: Path, configuration: str) -> list[dict]:
@@ -120,38 +121,38 @@ def _records(tmp_path: Path, configuration: str) -> list[dict]:
 
 def test_load_records_and_status_table(tmp_path):
     _records(tmp_path, "full")
-    records = reporting.load_records(tmp_path / "full")
-    status = reporting.status_table(records)
+    records = results.load_records(tmp_path / "full")
+    status = results.status_table(records)
     assert status.loc[0, "device"] == "CPU (2 cores)" and status.loc[0, "GPU minutes"] == 0.0
     assert status.loc[0, "commit"] == "abc (+ local changes)" and status.loc[0, "executed"] == "2026-01-02 03:04"
-    assert reporting.load_records(tmp_path / "missing") == []
-    assert reporting.runs_table(records).loc[0, "label"] == "baseline"
+    assert results.load_records(tmp_path / "missing") == []
+    assert results.runs_table(records).loc[0, "label"] == "baseline"
 
 
 def test_results_table_never_shows_smoke_numbers(tmp_path):
-    smoke = reporting.results_table(_records(tmp_path, "smoke"))
-    assert (smoke["this book"] == reporting.SMOKE_LABEL).all()
+    smoke = results.results_table(_records(tmp_path, "smoke"))
+    assert (smoke["this book"] == results.SMOKE_LABEL).all()
     assert "61.2" not in smoke.to_string()
-    full = reporting.results_table(_records(tmp_path, "full"))
+    full = results.results_table(_records(tmp_path, "full"))
     assert full.loc[0, "this book"] == "61.2 ± 0.5 % (3 seeds)"
     assert full.loc[0, "source"] == "82.61 (source 000)"
 
 
 def test_glue_values(tmp_path):
-    values = reporting.glue_values(_records(tmp_path, "smoke"))
-    assert set(reporting.GLUE_KEYS) <= set(values)
-    assert values["baseline_top1"] == reporting.SMOKE_LABEL
+    values = results.glue_values(_records(tmp_path, "smoke"))
+    assert set(results.GLUE_KEYS) <= set(values)
+    assert values["baseline_top1"] == results.SMOKE_LABEL
     assert values["improved_top1"] == "not executed yet"
     assert values["src_000_baseline"] == "82.61 %"
-    full = reporting.glue_values(_records(tmp_path, "full"))
+    full = results.glue_values(_records(tmp_path, "full"))
     assert full["baseline_top1"].startswith("61.2")
     assert full["optim_best_source"].endswith("(Source recipe: atto / sgd)")
-    assert reporting.find_headline(_records(tmp_path, "full2"), "baseline_top1")["configuration"] == "full2"
+    assert results.find_headline(_records(tmp_path, "full2"), "baseline_top1")["configuration"] == "full2"
 
 
 def test_versus_frame_only_full_rows(tmp_path):
-    assert reporting.versus_frame(_records(tmp_path, "smoke")).empty
-    frame = reporting.versus_frame(_records(tmp_path, "full"))
+    assert results.versus_frame(_records(tmp_path, "smoke")).empty
+    frame = results.versus_frame(_records(tmp_path, "full"))
     assert frame.loc[0, "source"] == 82.61 and frame.loc[0, "this book"] == pytest.approx(61.234)
 
 
@@ -159,8 +160,8 @@ def test_alpha_frame_and_throughput(tmp_path):
     run = fake_run(tmp_path, label="dyt", norm="dyt")
     pd.DataFrame({"epoch": [0, 0, 1, 1], "layer": ["stem.1", "stages.2.blocks.0.norm"] * 2,
                   "alpha": [0.5, 0.5, 0.6, 0.4]}).to_csv(run.path / "dyt_alpha.csv", index=False)
-    frame = reporting.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
+    frame = alpha_log.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
     assert list(frame["stage"].unique()) == ["stem", "stage 3"] and len(frame) == 4
-    assert reporting.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
-    speed = reporting.throughput({"dyt": [run]})
+    assert alpha_log.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
+    speed = tables.throughput({"dyt": [run]})
     assert speed.loc[0, "images/s"] == 500.0 and speed.loc[0, "ms/step"] == pytest.approx(1000 * 256 / 500, rel=1e-3)

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from convnext_report import runner
+from convnext_report import parts
 from convnext_report.config import TrainConfig
 from convnext_report.engine import NonFiniteLossError
-from convnext_report.runner import HISTORY_COLUMNS, load_run, train
+from convnext_report.history import HISTORY_COLUMNS
+from convnext_report.runfolder import load_run
+from convnext_report.training import train
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +114,7 @@ def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny: TrainConfig, monkeypatch) -> None:
-    real = runner.build_criterion
+    real = parts.build_criterion
 
     def nan_in_second_epoch(config, *, mixup):
         inner, calls = real(config, mixup=mixup), []
@@ -124,7 +126,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny: TrainConfig,
 
         return criterion
 
-    monkeypatch.setattr(runner, "build_criterion", nan_in_second_epoch)
+    monkeypatch.setattr(parts, "build_criterion", nan_in_second_epoch)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 \(0-based\), step 1/2.*grad_clip.*checkpoint_last.pt \(epoch 0"):
         train(tiny)
     folder = Path(tiny.out_dir) / "tiny"

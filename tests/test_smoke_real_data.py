@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from convnext_report.config import TrainConfig
-from convnext_report.runner import train
+from convnext_report.training import train
 
 pytestmark = pytest.mark.slow
 

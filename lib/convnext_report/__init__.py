@@ -1,15 +1,38 @@
-"""ConvNeXt on small images: models, data, training and reporting for the book.
+"""ConvNeXt on small images: the library behind a reproducible Jupyter Book.
 
-Modules, one job each:
+>>> import convnext_report as cr
+>>> model = cr.build_model("convnextv2_atto", num_classes=100)
+>>> run = cr.train(cr.TrainConfig(dataset="cifar100", epochs=30))      # writes a run folder
+>>> cr.load_run(run.path).eval.top1
 
-- :mod:`convnext_report.config`: the typed run configuration shared by notebooks and CLI
-- :mod:`convnext_report.models`: ConvNeXt V1/V2 through timm, DyT, attention head, pretrained loading
-- :mod:`convnext_report.complexity`: parameters, MACs and per-stage shapes
-- :mod:`convnext_report.data`: dataset registry, decoding cache, device-side augmentation, loaders
-- :mod:`convnext_report.optim`: parameter groups, optimisers and per-iteration schedules
-- :mod:`convnext_report.engine`: ``train_one_epoch`` and ``evaluate``
-- :mod:`convnext_report.runner`: a whole run with its run folder (resume, early stopping, records)
-- :mod:`convnext_report.figures` / :mod:`convnext_report.reporting`: what the book shows
+The core, one job per module (none of them imports :mod:`convnext_report.report`):
+
+- :mod:`.config`: ``TrainConfig``, every setting of a run, shared by notebooks and the CLI
+- :mod:`.models`: ConvNeXt V1/V2 through timm, DyT, attention head, stem stride, pretrained weights
+- :mod:`.complexity`: parameters, MACs and per-stage shapes
+- :mod:`.data`: dataset registry, decoding cache, device-side augmentation, loaders
+- :mod:`.optim`: parameter groups (timm's), optimisers and per-iteration schedules
+- :mod:`.engine`: ``train_one_epoch`` and ``evaluate``
+- :mod:`.parts`, :mod:`.runfolder`, :mod:`.training`: a run's parts, its folder, its epoch loop
+- :mod:`.frozen`: the frozen-backbone fast path (features computed once)
+- :mod:`.evaluation`, :mod:`.history`, :mod:`.figures`: predictions, per-epoch history, figures
+- :mod:`.atomic`, :mod:`.environment`, :mod:`.distributed`: file writes, provenance, DDP
+
+:mod:`convnext_report.report` is the book's layer on top (chapters, records, tables, glue).
 """
 
+from .complexity import count_macs, count_parameters
+from .config import TrainConfig, load_config
+from .data import load_split
+from .engine import evaluate, train_one_epoch
+from .evaluation import EvalResult
+from .models import build_model
+from .runfolder import Run, load_run
+from .training import train
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "EvalResult", "Run", "TrainConfig", "build_model", "count_macs", "count_parameters", "evaluate", "load_config",
+    "load_run", "load_split", "train", "train_one_epoch",
+]

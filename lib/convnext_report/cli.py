@@ -18,6 +18,9 @@ import yaml
 
 from . import config as config_module
 from .config import TrainConfig, load_config
+from .training import train
+
+__all__ = ["build_parser", "main"]
 
 
 def _key_help() -> str:
@@ -58,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
-    from .runner import train
-
     run = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: only rank 0 reports
         print(f"run folder: {run.path}", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -72,8 +73,6 @@ def complexity_table(
     Models are built with :func:`~convnext_report.models.build_model` (``stem_stride``,
     ``num_classes`` and ``build_kw``) on ``device`` (meta: no memory, no compute).
     """
-    import pandas as pd
-
     sizes = tuple(image_sizes)
     rows = []
     for name in names if names is not None else MODEL_VARIANTS:

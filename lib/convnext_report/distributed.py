@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "broadcast_object", "cleanup", "init_distributed", "is_enabled", "resolve_device"]
+
 
 @dataclass(frozen=True)
 class DistInfo:

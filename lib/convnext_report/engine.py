@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable
 
@@ -17,11 +18,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import TqdmExperimentalWarning, TqdmWarning
+
+with warnings.catch_warnings():  # without ipywidgets, tqdm.auto warns and falls back to text bars: fine here
+    warnings.simplefilter("ignore", (TqdmWarning, TqdmExperimentalWarning))
+    from tqdm.auto import tqdm
 
 from .distributed import all_reduce_sum, is_enabled
 from .evaluation import EvalResult
 from .optim import current_lr
+
+__all__ = ["CHECK_EVERY", "NonFiniteLossError", "autocast", "evaluate", "train_one_epoch"]
 
 
 CHECK_EVERY = 20  #: steps between NaN/inf checks (each check is one host-device sync)

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .records import atomic_write, write_json_atomic
+from .atomic import atomic_write, write_json_atomic
+
+__all__ = ["EVAL_JSON", "EVAL_NPZ", "EvalResult", "first_classes", "pick_samples"]
 
 EVAL_JSON = "eval.json"
 EVAL_NPZ = "eval.npz"

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
+from timm.layers import ClassifierHead, NormMlpClassifierHead
 from torch import nn
 
+from .data import DeviceLoader, ImageTensors
 from .engine import autocast
+
+__all__ = ["FAST_PATH_MAX_BYTES", "HeadOnly", "TensorLoader", "cached_feature_loaders", "extract_features",
+           "pools_first"]
+
+FAST_PATH_MAX_BYTES = 4 * 2**30  #: largest feature cache the frozen-backbone fast path may hold
 
 
 class HeadOnly(nn.Module):
@@ -29,8 +37,6 @@ class HeadOnly(nn.Module):
 
 def pools_first(model: nn.Module) -> bool:
     """Whether ``model.head`` starts with global average pooling (pooled features are exact)."""
-    from timm.layers import ClassifierHead, NormMlpClassifierHead
-
     head = getattr(model, "head", None)
     pool = getattr(head, "global_pool", None)
     return isinstance(head, (NormMlpClassifierHead, ClassifierHead)) and getattr(pool, "pool_type", "") == "avg"
@@ -99,3 +105,35 @@ class TensorLoader:
         for step in range(len(self)):
             idx = order[step * self.batch_size : (step + 1) * self.batch_size]
             yield self.features[idx].float(), self.labels[idx]
+
+
+def cached_feature_loaders(
+    model: nn.Module,
+    train_data: ImageTensors,
+    val_loader: DeviceLoader,
+    *,
+    transform: nn.Module,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    channels_last: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    max_steps: int | None = None,
+) -> tuple[TensorLoader, TensorLoader] | None:
+    """Train and val loaders over backbone features computed once, or None when they would not fit
+    in :data:`FAST_PATH_MAX_BYTES` (then the caller trains through the frozen backbone)."""
+    pool = pools_first(model)
+    with torch.no_grad():
+        shape = model.eval().forward_features(next(iter(val_loader))[0][:1]).shape
+    per_image = 4 * (shape[1] if pool else int(np.prod(shape[1:])))
+    if per_image * (len(train_data.labels) + len(val_loader.data.labels)) > FAST_PATH_MAX_BYTES:
+        return None
+    plain = DeviceLoader(train_data, batch_size, transform=transform, shuffle=False, drop_last=False, device=device)
+    kw = dict(device=device, amp=amp, channels_last=channels_last, pool=pool)
+    train_features, train_labels = extract_features(model, plain, **kw)
+    val_features, val_labels = extract_features(model, val_loader, **kw)
+    train = TensorLoader(train_features, train_labels, batch_size, shuffle=True, drop_last=False, seed=seed,
+                         rank=rank, world_size=world_size, max_steps=max_steps)
+    return train, TensorLoader(val_features, val_labels, batch_size, shuffle=False, drop_last=False)

@@ -1,29 +1,31 @@
-"""Parameter groups, optimisers and per-iteration learning-rate schedules.
+"""Parameter groups, optimisers and per-iteration learning-rate schedules, through timm.
 
-Follows timm's ``optim/_param_groups.py``: every group carries ``lr_scale`` and its own
-``weight_decay``; timm's schedulers multiply the scheduled lr by ``lr_scale`` at each
-update. Groups are keyed by (head or backbone, backbone layer, decay or not):
-
-- no weight decay on biases and 1-D parameters, nor on any parameter of a normalisation module
-  (LayerNorm, DyT ``alpha``/``weight``/``bias``, GRN ``gamma``/``beta``): the rule is
-  ``models.no_weight_decay_param_names``, plus the model's ``no_weight_decay()`` names;
-- the head (``models.is_head_param``) has ``lr_scale`` 1 and ``head_weight_decay``;
-- the backbone has ``lr_scale = backbone_lr_scale * layer_decay ** (depth below the head)``,
-  depths (``models.stage_index``) being 0 for the stem, i+1 for stage i, S+1 for the head.
+timm's ``param_groups_weight_decay`` / ``param_groups_layer_decay`` (``optim/_param_groups.py``)
+make the groups: no weight decay on biases and every parameter with ``ndim <= 1`` (norm weights,
+DyT ``alpha``/``weight``/``bias``, GRN ``gamma``/``beta``) nor on the model's ``no_weight_decay()``
+names; with ``layer_decay`` one layer per stage (the model's ``group_matcher(coarse=True)``: stem
+0, stage i at i+1, the head on top). Two things are ours: the head (``models.is_head_param``)
+keeps ``lr_scale`` 1 and gets ``head_weight_decay``, and the backbone's ``lr_scale`` is multiplied
+by ``backbone_lr_scale`` (differential learning rates). timm's schedulers multiply the scheduled
+lr by each group's ``lr_scale`` at every update.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from timm.optim import create_optimizer_v2
+from timm.models import group_parameters
+from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
 from .config import TrainConfig
+from .models import is_head_param
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_scheduler", "current_lr", "param_groups"]
 
 OPTIMIZERS: dict[str, str] = {
     "sgd": "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)",
@@ -32,7 +34,18 @@ OPTIMIZERS: dict[str, str] = {
 }
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
-_STAGE = re.compile(r"^stages\.(\d+)\.")
+
+class _StageLayers:
+    """``model`` as timm's layer decay reads it, with one layer per stage (``group_matcher(coarse=True)``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return self.model.named_parameters()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return self.model.group_matcher(coarse=True)
 
 
 def param_groups(
@@ -43,38 +56,39 @@ def param_groups(
     backbone_lr_scale: float = 1.0,
     layer_decay: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Trainable parameters of ``model`` grouped by lr scale and weight decay.
+    """Trainable parameters of ``model`` in timm's groups, each split into head and backbone (see above).
 
-    Each group: ``params``, ``param_names``, ``weight_decay``, ``lr_scale`` and a readable
-    ``group`` label (``"head/decay"``, ``"backbone/no_decay"``, with layer decay ``"backbone.layer3/decay"``). Frozen parameters
-    are left out.
+    Each group: ``params``, ``param_names``, ``weight_decay``, ``lr_scale`` and a readable ``group``
+    label (``"head/decay"``, ``"backbone/no_decay"``, with layer decay ``"backbone.layer3/decay"``).
+    Frozen parameters are left out.
     """
-    from .models import is_head_param, no_weight_decay_param_names, stage_index
-
+    no_decay = sorted(getattr(model, "no_weight_decay", set)())
+    # timm sorts parameters into decay / no-decay groups (and lr scales per layer); a placeholder
+    # decay of 1 keeps its split even when weight_decay is 0, the real values are set below
+    if layer_decay and hasattr(model, "group_matcher"):
+        made = param_groups_layer_decay(_StageLayers(model), weight_decay=1.0, layer_decay=layer_decay,
+                                        no_weight_decay_list=no_decay)
+        layers = group_parameters(model, model.group_matcher(coarse=True), reverse=True)
+    else:
+        made = param_groups_weight_decay(model, weight_decay=1.0, no_weight_decay_list=no_decay)
+        layers = None
+    names = {id(p): n for n, p in model.named_parameters()}
     head_wd = weight_decay if head_weight_decay is None else head_weight_decay
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = no_weight_decay_param_names(model) | set(getattr(model, "no_weight_decay", set)())
-    stage_ids = [int(m.group(1)) for n, _ in model.named_parameters() if (m := _STAGE.match(n))]
-    num_stages = max(stage_ids) + 1 if stage_ids else 0
-    top = num_stages + 1  # the head's depth
-
     groups: dict[str, dict[str, Any]] = {}
-    for name, param in named:
-        decay = not (param.ndim <= 1 or name.endswith(".bias") or name in no_decay)
-        if is_head_param(name):
-            key, scale, wd = "head", 1.0, head_wd
-        else:
-            layer = min(stage_index(name, num_stages), num_stages)  # norm_pre: with the last stage
-            scale = backbone_lr_scale * (layer_decay ** (top - layer) if layer_decay else 1.0)
-            key = f"backbone.layer{layer}" if layer_decay else "backbone"
-            wd = weight_decay
-        key += "/decay" if decay else "/no_decay"
-        group = groups.setdefault(
-            key,
-            {"group": key, "params": [], "param_names": [], "weight_decay": wd if decay else 0.0, "lr_scale": scale},
-        )
-        group["params"].append(param)
-        group["param_names"].append(name)
+    for made_group in made:
+        decay = made_group["weight_decay"] > 0
+        for param in made_group["params"]:
+            name = names[id(param)]
+            if is_head_param(name):
+                key, scale, wd = "head", 1.0, head_wd
+            else:
+                key = "backbone" if layers is None else f"backbone.layer{layers[name]}"
+                scale, wd = backbone_lr_scale * made_group.get("lr_scale", 1.0), weight_decay
+            key += "/decay" if decay else "/no_decay"
+            group = groups.setdefault(key, {"group": key, "params": [], "param_names": [],
+                                            "weight_decay": wd if decay else 0.0, "lr_scale": scale})
+            group["params"].append(param)
+            group["param_names"].append(name)
     return list(groups.values())
 
 

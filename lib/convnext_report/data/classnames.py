@@ -11,8 +11,12 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from timm.data import ImageNetInfo
+
 from .registry import DatasetSpec, get_dataset_spec
 from .sources import resolve_data_root, split_source
+
+__all__ = ["class_names", "read_words", "readable_names"]
 
 
 def read_words(path: str | os.PathLike) -> dict[str, str]:
@@ -27,11 +31,9 @@ def read_words(path: str | os.PathLike) -> dict[str, str]:
 
 def _timm_words(wnids: Sequence[str]) -> dict[str, str]:
     try:
-        from timm.data import ImageNetInfo
-
         info = ImageNetInfo("imagenet-22k")
         return {w: info.label_name_to_description(w).split(",")[0].strip() for w in wnids}
-    except Exception:  # timm missing or a wnid outside its table
+    except Exception:  # a wnid outside timm's table
         return {}
 
 

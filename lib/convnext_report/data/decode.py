@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..records import write_text_atomic
+from ..atomic import write_text_atomic
 
 CACHE_ENV = "CONVNEXT_REPORT_CACHE"
 _CHECKSUMS = "checksums.json"

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from ..records import torch_save_atomic
+from ..atomic import torch_save_atomic
 from .classnames import readable_names
 from .decode import (
     CorruptImageError,

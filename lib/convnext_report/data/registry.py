@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+__all__ = ["DATASETS", "DatasetSpec", "IMAGENET_MEAN", "IMAGENET_STD", "get_dataset_spec"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

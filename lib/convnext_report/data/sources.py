@@ -3,7 +3,8 @@
 The data root is, in order: the ``data_dir`` argument, ``$CONVNEXT_REPORT_DATA``, else the hub
 (``data_dir="hub"`` forces the hub). A local root holds ``<root>/<spec.local_subdir>/<split>-*.parquet``
 in the hub's schema, read with ``datasets.load_dataset("parquet", data_files=...)``; the hub is
-read with ``datasets.load_dataset(spec.hub_id, split=...)``. ``datasets`` is imported lazily.
+read with ``datasets.load_dataset(spec.hub_id, split=...)``. ``datasets`` takes seconds to import,
+so it is imported where a split is actually read, not when this module is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
+
 from .registry import DatasetSpec, get_dataset_spec
+
+__all__ = ["DATA_ENV", "DatasetUnavailableError", "HUB", "SplitSource", "hub_offline", "open_split", "resolve_data_root", "split_source"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -51,7 +56,7 @@ def hub_offline() -> bool:
     """Whether Hugging Face is in offline mode (environment or ``datasets.config``)."""
     if any(os.environ.get(k, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for k in _OFFLINE_ENV):
         return True
-    import datasets
+    import datasets  # slow to import: see the module docstring
 
     return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
 
@@ -82,8 +87,6 @@ class SplitSource:
 
     def row_counts(self) -> list[int]:
         """Rows per local shard, from the parquet footers (no decoding)."""
-        import pyarrow.parquet as pq
-
         return [pq.ParquetFile(f).metadata.num_rows for f in self.files]
 
     def file_of_row(self, row: int) -> tuple[str, int]:
@@ -99,7 +102,7 @@ class SplitSource:
 
     def load(self, cache_dir: str | os.PathLike | None = None) -> "datasets.Dataset":
         """The split as a ``datasets.Dataset`` with the image column left encoded (bytes)."""
-        import datasets
+        import datasets  # slow to import: see the module docstring
 
         if self.is_hub:
             ds = _load_hub(self.spec, self.split_name)
@@ -121,15 +124,13 @@ class SplitSource:
 
     def features(self) -> "datasets.Features":
         """Column features (ClassLabel names) without reading the images."""
-        import datasets
+        import datasets  # slow to import: see the module docstring
 
         if self.is_hub:
             try:
                 return datasets.load_dataset_builder(self.spec.hub_id).info.features
             except Exception as err:  # offline, no network, not cached
                 raise _hub_error(self.spec, err) from err
-        import pyarrow.parquet as pq
-
         return datasets.Features.from_arrow_schema(pq.read_schema(self.files[0]))
 
 
@@ -165,7 +166,7 @@ def open_split(
 
 
 def _load_hub(spec: DatasetSpec, split_name: str) -> "datasets.Dataset":
-    import datasets
+    import datasets  # slow to import: see the module docstring
 
     try:
         return datasets.load_dataset(spec.hub_id, split=split_name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["balanced_subset", "first_k_classes", "select_rows"]
+
 
 def first_k_classes(labels: torch.Tensor, k: int) -> torch.Tensor:
     """Sorted row indices whose label is < ``k`` (labels stay 0..k-1)."""

@@ -12,6 +12,8 @@ import torch
 from timm.layers import LayerNorm2d
 from torch import nn
 
+__all__ = ["DynamicTanh", "convert_ln_to_dyt"]
+
 try:  # channels-first LayerNorm variants of timm (all subclass nn.LayerNorm)
     from timm.layers.norm import LayerNorm2dFp32, LayerNormExp2d
 

@@ -1,29 +1,28 @@
 """Build any ConvNeXt V1/V2 through timm, with DyT, an attention head, a small-input stem,
-pretrained weights and a frozen backbone; plus the parameter-naming rules optimisers rely on."""
+pretrained weights and a frozen backbone; plus the head/backbone naming rule optimisers rely on."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 import timm
-from timm.layers import trunc_normal_
-from timm.layers.grn import GlobalResponseNorm
+import torch
+from timm.layers import resample_patch_embed, trunc_normal_
 from torch import nn
 
-from .dyt import DynamicTanh, convert_ln_to_dyt
+from .dyt import convert_ln_to_dyt
 from .heads import AttentionPoolHead, check_num_heads
-from .pretrained import HEAD_PREFIX, load_state_dict_into, read_checkpoint
+from .pretrained import (
+    HEAD_PREFIX, STEM_WEIGHT, create_timm_model, hub_report, is_hub_id, load_state_dict_into, read_checkpoint,
+)
 from .variants import get_variant
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # config imports the variant table from this package: no runtime import back
     from ..config import TrainConfig
 
 NORMS = ("layernorm", "dyt")
 HEADS = ("linear", "attention")
 STEM_STRIDES = (1, 2, 4)
-
-#: modules whose parameters never get weight decay (DyT alpha/weight/bias, GRN gamma/beta, norms)
-NO_WEIGHT_DECAY_MODULES: tuple[type[nn.Module], ...] = (DynamicTanh, GlobalResponseNorm, nn.LayerNorm)
 
 
 def _check_choice(kind: str, value: Any, choices: tuple) -> None:
@@ -31,11 +30,13 @@ def _check_choice(kind: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"unknown {kind} {value!r}; valid choices are: {', '.join(map(str, choices))}")
 
 
-def set_stem_stride(model: nn.Module, stride: int) -> nn.Module:
-    """Make the patchify stem ``stride x stride`` with stride ``stride`` (fresh weights).
+def set_stem_stride(model: nn.Module, stride: int, *, keep_weights: bool = False) -> nn.Module:
+    """Make the patchify stem ``stride x stride`` with stride ``stride``.
 
-    timm's ``patch_size=2`` adds a stride-2 downsample to stage 0 and so keeps the overall
-    stride at 4; replacing the stem conv instead gives stage-1..4 maps of ``H/s .. H/(8s)``.
+    The new kernel is freshly initialised, or, with ``keep_weights``, the old kernel resampled to
+    the new size (timm's ``resample_patch_embed``, as for pretrained weights). timm's
+    ``patch_size=2`` adds a stride-2 downsample to stage 0 and so keeps the overall stride at 4;
+    replacing the stem conv instead gives stage-1..4 maps of ``H/s .. H/(8s)``.
     """
     _check_choice("stem_stride", stride, STEM_STRIDES)
     old = model.stem[0]
@@ -43,9 +44,15 @@ def set_stem_stride(model: nn.Module, stride: int) -> nn.Module:
         return model
     new = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=stride, stride=stride,
                     bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype)
-    trunc_normal_(new.weight, std=0.02)  # as timm's ConvNeXt init
-    if new.bias is not None:
-        nn.init.zeros_(new.bias)
+    if keep_weights:
+        with torch.no_grad():
+            new.weight.copy_(resample_patch_embed(old.weight.float(), [stride, stride]).to(old.weight.dtype))
+            if new.bias is not None:
+                new.bias.copy_(old.bias)
+    else:
+        trunc_normal_(new.weight, std=0.02)  # as timm's ConvNeXt init
+        if new.bias is not None:
+            nn.init.zeros_(new.bias)
     model.stem[0] = new
     for i, info in enumerate(getattr(model, "feature_info", [])):
         info["reduction"] = stride * 2**i
@@ -96,14 +103,20 @@ def build_model(
     _check_choice("norm", norm, NORMS)
     _check_choice("head", head, HEADS)
     _check_choice("stem_stride", stem_stride, STEM_STRIDES)
-    model = timm.create_model(variant.name, pretrained=False, num_classes=num_classes,
-                              drop_path_rate=drop_path_rate, drop_rate=head_dropout)
-    set_stem_stride(model, stem_stride)
+    hub = bool(pretrained) and is_hub_id(pretrained)
+    # timm builds the network; for a hub id it also downloads and loads the weights (all but the classifier)
+    model = create_timm_model(variant.name, pretrained if hub else None, num_classes=num_classes,
+                    drop_path_rate=drop_path_rate, drop_rate=head_dropout)
+    report = hub_report(model, pretrained) if hub else None
+    if report is not None and model.stem[0].stride[0] != stem_stride:
+        report["resampled"].append(f"{STEM_WEIGHT}: stem kernel resampled {tuple(model.stem[0].kernel_size)} -> "
+                                   f"{(stem_stride, stem_stride)} (stem stride differs from the checkpoint)")
+        report["notes"].extend(report["resampled"])
+    set_stem_stride(model, stem_stride, keep_weights=hub)
     if head == "attention":
         install_attention_head(model, num_heads=head_num_heads, drop_rate=head_dropout)
-    report = None
     converted = False
-    if pretrained:
+    if pretrained and not hub:
         state, origin = read_checkpoint(pretrained)
         if norm == "dyt" and any(k.endswith(".alpha") for k in state):
             model, converted = convert_ln_to_dyt(model, dyt_alpha_init), True  # a DyT checkpoint
@@ -153,32 +166,6 @@ def backbone_parameter_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters() if not is_head_param(n)]
 
 
-def is_no_decay_param(module: nn.Module, param_name: str) -> bool:
-    """True when ``module``'s own parameter ``param_name`` should get no weight decay:
-    DyT, GRN and LayerNorm parameters, and any bias / scalar / vector (``ndim <= 1``)."""
-    param = getattr(module, param_name)
-    return isinstance(module, NO_WEIGHT_DECAY_MODULES) or param.ndim <= 1
-
-
-def no_weight_decay_param_names(model: nn.Module) -> set[str]:
-    """Full names of the parameters of ``model`` that get no weight decay."""
-    out = set()
-    for mod_name, module in model.named_modules():
-        for p_name, _ in module.named_parameters(recurse=False):
-            if is_no_decay_param(module, p_name):
-                out.add(f"{mod_name}.{p_name}" if mod_name else p_name)
-    return out
-
-
-def stage_index(name: str, num_stages: int = 4) -> int:
-    """Layer-decay depth of a parameter: 0 stem, 1..num_stages stages, num_stages+1 head/norm_pre."""
-    if name.startswith("stem."):
-        return 0
-    if name.startswith("stages."):
-        return int(name.split(".")[1]) + 1
-    return num_stages + 1
-
-
 def parameter_report(model: nn.Module) -> dict[str, int]:
     """Parameter counts: total, trainable, head, backbone."""
     params = list(model.named_parameters())
@@ -191,8 +178,6 @@ def parameter_report(model: nn.Module) -> dict[str, int]:
 
 
 __all__ = [
-    "HEADS", "NORMS", "STEM_STRIDES", "NO_WEIGHT_DECAY_MODULES", "build_model", "build_model_from_config",
-    "set_stem_stride", "install_attention_head", "freeze_backbone_", "is_head_param",
-    "backbone_parameter_names", "is_no_decay_param", "no_weight_decay_param_names", "stage_index",
-    "parameter_report",
+    "HEADS", "NORMS", "STEM_STRIDES", "backbone_parameter_names", "build_model", "build_model_from_config",
+    "freeze_backbone_", "install_attention_head", "is_head_param", "parameter_report", "set_stem_stride",
 ]

@@ -13,6 +13,8 @@ import torch
 from timm.layers import Attention, trunc_normal_
 from torch import nn
 
+__all__ = ["AttentionPoolHead", "check_num_heads"]
+
 
 def check_num_heads(dim: int, num_heads: int) -> None:
     """Raise ``ValueError`` unless ``num_heads`` is positive and divides ``dim``."""

@@ -1,30 +1,47 @@
-"""Load pretrained ConvNeXt weights from the timm/Hugging Face hub or from a local checkpoint.
+"""Pretrained ConvNeXt weights through timm, with a strict report of what was loaded.
 
-Head weights whose shape does not fit (another ``num_classes``, another head) are skipped;
-every backbone weight must load, otherwise the mismatched keys are listed in the error. A stem
-kernel of another size (``stem_stride`` differs from the checkpoint) is resampled with timm's
-``resample_patch_embed`` and the report says so.
+* A timm id (``convnext_tiny.fb_in1k``) is built by ``timm.create_model(id, pretrained=True)``,
+  which downloads the weights from the Hugging Face hub (or reads its local cache) and loads all
+  but the classifier.
+* A local file (a ``.pt``/``.pth`` state dict, a run checkpoint ``{"model": ...}`` or
+  ``.safetensors``) is read by timm's ``load_state_dict`` with ``weights_only=True``: a file that
+  holds pickled Python objects is refused, never unpickled.
+
+Ours is only :func:`load_state_dict_into`: head weights of another shape are skipped, every
+backbone weight must load (else the mismatched keys are listed in the error), and a stem kernel
+of another size (``stem_stride`` differs from the checkpoint) is resampled with timm's
+``resample_patch_embed``; the report says which keys were loaded, skipped and resampled.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from timm.layers import resample_patch_embed
+from timm.models import get_pretrained_cfg, load_state_dict
+from timm.models.convnext import checkpoint_filter_fn
 from torch import nn
+
+__all__ = [
+    "CheckpointMismatchError", "HEAD_PREFIX", "PretrainedWeightsUnavailable", "STEM_WEIGHT", "UnsafeCheckpointError",
+    "create_timm_model", "hub_report", "is_hub_id", "load_pretrained", "load_state_dict_into", "read_checkpoint",
+]
 
 _logger = logging.getLogger(__name__)
 
 LOCAL_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 STEM_WEIGHT = "stem.0.weight"
 HEAD_PREFIX = "head."
-_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_ema")
-_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
+#: what a download can raise when the hub is offline, unreachable or refuses
+_NETWORK_ERRORS = (OSError, ConnectionError, TimeoutError, LocalEntryNotFoundError, HfHubHTTPError)
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -35,140 +52,84 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's backbone does not fit the model."""
 
 
-def is_local_source(source: str | os.PathLike) -> bool:
-    """True for an existing file or anything that looks like a checkpoint path."""
+class UnsafeCheckpointError(ValueError):
+    """A local checkpoint holds pickled Python objects and was refused."""
+
+
+def is_hub_id(source: str | os.PathLike) -> bool:
+    """False for an existing file or anything that looks like a checkpoint path; else a timm id."""
     s = os.fspath(source)
-    return Path(s).exists() or s.endswith(LOCAL_SUFFIXES) or os.sep in s
+    return not (Path(s).exists() or s.endswith(LOCAL_SUFFIXES) or os.sep in s)
 
 
-def _unwrap(obj: Any, origin: str) -> dict[str, torch.Tensor]:
-    """The model state dict inside a plain, run-checkpoint or wrapper dict."""
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if inner is None:
-            break
-        obj = inner
-    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]  # run checkpoint that also stores tensors at the top level
-    if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{origin} does not hold a model state dict (or a dict with one under 'model')")
-    out: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        out[key] = value
-    return out
-
-
-def _read_local(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # our own run checkpoints may pickle plain Python objects; local files are trusted
-        _logger.warning("%s is not weights_only-loadable; loading it with full unpickling", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    return _unwrap(obj, str(path))
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError, ConnectionError, TimeoutError]
-    try:
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
-
-        errors += [EntryNotFoundError, HfHubHTTPError]
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import httpx
-
-        errors.append(httpx.HTTPError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
-def _download_hf(repo_id: str, filename: str | None) -> dict[str, torch.Tensor]:
-    """``model.safetensors`` of a timm hub repo (one attempt, so offline fails fast);
-    timm's loader only when the repo has no safetensors file."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-    from safetensors.torch import load_file
-    from timm.models import load_state_dict_from_hf
-
-    if filename is None or filename.endswith(".safetensors"):
-        try:
-            return load_file(hf_hub_download(repo_id, filename or "model.safetensors"), device="cpu")
-        except LocalEntryNotFoundError:
-            raise
-        except EntryNotFoundError:  # the hub answered: no safetensors file in this repo
-            if filename is not None:
-                raise
-    return load_state_dict_from_hf(repo_id, filename=filename or "pytorch_model.bin")
-
-
-def _read_hub(model_id: str) -> dict[str, torch.Tensor]:
-    """Weights of a timm pretrained id (``arch.tag``) from the HF hub or its local cache."""
-    import timm
-    from timm.models import get_pretrained_cfg
-
+def _check_hub_id(model_id: str, arch: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``model_id`` is a timm pretrained id (of ``arch``, when given)."""
     try:
         cfg = get_pretrained_cfg(model_id, allow_unregistered=False)
     except RuntimeError:
         cfg = None
     if cfg is None:
-        arch = model_id.split(".")[0]
-        known = timm.list_pretrained(f"{arch}.*") or timm.list_pretrained("convnext*")
-        raise ValueError(
-            f"pretrained={model_id!r} is neither an existing file nor a timm pretrained id; "
-            f"valid ids include: {', '.join(known[:20])}"
-        )
-    try:
-        if cfg.hf_hub_id:
-            state = _download_hf(cfg.hf_hub_id, cfg.hf_hub_filename)
-        elif cfg.url:
-            state = torch.hub.load_state_dict_from_url(cfg.url, map_location="cpu", check_hash=False)
-        else:
-            raise PretrainedWeightsUnavailable(f"timm has no download location for {model_id!r}")
-    except _network_errors() as err:
-        repo = cfg.hf_hub_id or f"timm/{model_id}"
-        from huggingface_hub import constants
+        known = timm.list_pretrained(f"{model_id.split('.')[0]}.*") or timm.list_pretrained("convnext*")
+        raise ValueError(f"pretrained={model_id!r} is neither an existing file nor a timm pretrained id; "
+                         f"valid ids include: {', '.join(known[:20])}")
+    if arch is not None and model_id.split(".")[0] != arch:
+        raise ValueError(f"pretrained={model_id!r} holds weights of {model_id.split('.')[0]}, not of model {arch!r}")
 
+
+def create_timm_model(arch: str, hub_id: str | None = None, **kwargs: Any) -> nn.Module:
+    """``timm.create_model(arch)``; with ``hub_id``, the weights of that timm id (all but the classifier
+    when ``num_classes`` differs). Offline without a cached copy: :class:`PretrainedWeightsUnavailable`."""
+    if hub_id is None:
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    _check_hub_id(hub_id, arch)
+    try:
+        return timm.create_model(hub_id, pretrained=True, **kwargs)
+    except _NETWORK_ERRORS as err:
+        repo = get_pretrained_cfg(hub_id).hf_hub_id or f"timm/{hub_id}"
         raise PretrainedWeightsUnavailable(
-            f"pretrained weights {model_id!r} are not available: the Hugging Face hub is offline "
+            f"pretrained weights {hub_id!r} are not available: the Hugging Face hub is offline "
             f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}) or unreachable, and "
-            f"{repo} is not in the local cache ({constants.HF_HUB_CACHE}). To use them, download "
+            f"{repo} is not in the local cache ({hf_constants.HF_HUB_CACHE}). To use them, download "
             f"`model.safetensors` from https://huggingface.co/{repo} on a machine with network "
             f"access, copy it here and pass its path: pretrained='/path/to/model.safetensors' "
             f"(or `pretrained=/path/to/model.safetensors` in the run config). "
             f"Original error: {type(err).__name__}: {err}"
         ) from err
-    return _unwrap(state, model_id)
+
+
+def hub_report(model: nn.Module, hub_id: str) -> dict[str, Any]:
+    """The load report of a model that ``create_timm_model`` built with ``hub_id``'s weights."""
+    own = list(model.state_dict())
+    head_fc = [k for k in own if k.startswith(HEAD_PREFIX + "fc.")]
+    return {"source": f"timm:{hub_id}", "loaded": sorted(k for k in own if k not in head_fc), "missing": head_fc,
+            "skipped": [], "unexpected": [], "mismatched": [], "resampled": [], "notes": []}
 
 
 def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
     """``(state_dict, description)`` for a local file or a timm pretrained id."""
-    if is_local_source(source):
-        path = Path(source).expanduser()
-        return _read_local(path), str(path)
-    return _read_hub(str(source)), f"timm:{source}"
+    if is_hub_id(source):
+        model = create_timm_model(str(source).split(".")[0], str(source), num_classes=0)
+        return model.state_dict(), f"timm:{source}"
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained checkpoint {path} does not exist")
+    try:
+        state = load_state_dict(str(path), use_ema=False, weights_only=True)
+    except RuntimeError as err:
+        raise UnsafeCheckpointError(
+            f"{path} holds pickled Python objects besides tensors, and loading it could run arbitrary code, "
+            "so it was refused. If you trust it, re-save its weights alone: "
+            "torch.save(torch.load(path, weights_only=False)['model'], 'weights.pt') on a machine where you "
+            f"accept that risk, or pass a .safetensors file. ({err})"
+        ) from err
+    if not isinstance(state, Mapping) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a model state dict (or a dict with one under 'model')")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, str(path)
 
 
 def _to_timm_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Remap original facebookresearch checkpoints (``downsample_layers.*``) to timm names."""
     if any(k.startswith(("downsample_layers.", "visual.trunk.")) for k in state):
-        from timm.models.convnext import checkpoint_filter_fn
-
         return checkpoint_filter_fn(state, model)
     return state
 
@@ -203,8 +164,6 @@ def load_state_dict_into(
         if value.shape == target:
             load[key] = value
         elif key == STEM_WEIGHT and value.ndim == 4 and value.shape[:2] == target[:2]:
-            from timm.layers import resample_patch_embed
-
             load[key] = resample_patch_embed(value.float(), list(target[-2:])).to(value.dtype)
             msg = (f"{key}: stem kernel resampled {tuple(value.shape[-2:])} -> {tuple(target[-2:])} "
                    f"(stem stride differs from the checkpoint)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["MODEL_VARIANTS", "ModelVariant", "get_variant"]
+
 
 @dataclass(frozen=True)
 class ModelVariant:

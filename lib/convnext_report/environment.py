@@ -1,69 +1,21 @@
-"""What a run writes about itself: the environment record and atomic file writes.
-
-Every file of a run folder (and every cached tensor) is written to a temporary file first and
-renamed into place,
-so a killed run never leaves a half-written ``history.csv`` or checkpoint behind.
-"""
+"""Where a result was computed: device, CPU, package versions, git commit and command line."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import tempfile
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+__all__ = ["cpu_model", "device_name", "environment_record", "git_state", "now_iso", "package_versions"]
+
 _PACKAGES = ("torch", "torchvision", "timm", "numpy", "datasets", "convnext-report")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a fresh temporary file beside ``path``, then rename it onto
-    ``path``: readers see the old file or the whole new one, never a half-written one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    return atomic_write(path, lambda p: p.write_text(text))
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON atomically (numpy scalars become Python numbers)."""
-    return write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically."""
-    return atomic_write(path, lambda p: torch.save(obj, p))
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def now_iso() -> str:

@@ -1,0 +1,61 @@
+"""Atomic file writes: a reader sees the old file or the whole new one, never half of one.
+
+Every file of a run folder, every cached tensor and every stored result is written to a fresh
+temporary file beside its target and renamed into place, so a killed process never leaves a
+half-written ``history.csv``, checkpoint or cache entry behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["atomic_write", "torch_save_atomic", "write_json_atomic", "write_text_atomic"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` on a fresh temporary file beside ``path``, then rename it onto
+    ``path``: readers see the old file or the whole new one, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
+    """Write ``data`` as indented JSON atomically (numpy scalars become Python numbers)."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, default=_json_default) + "\n")
+
+
+def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    return atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

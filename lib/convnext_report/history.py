@@ -1,0 +1,38 @@
+"""A run's per-epoch history: the columns the loop writes and the frame the book shows.
+
+The loop writes 0-based epochs and accuracies as fractions in [0, 1] (as
+facebookresearch/ConvNeXt does); tables and figures count epochs from 1 and show percent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["HISTORY_COLUMNS", "HISTORY_REQUIRED", "history_frame"]
+
+#: one row per epoch, in this order, in ``history.csv``
+HISTORY_COLUMNS = (
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "seconds", "images_per_second",
+)
+#: the columns every figure and table needs
+HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+_PERCENT = ("train_acc", "val_acc")
+
+
+def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:
+    """A run's history (a ``Run``, its ``history`` list or a frame) with epochs from 1 and accuracies in %."""
+    if hasattr(history, "history"):
+        history = history.history
+    frame = history.copy() if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    if frame.empty:
+        raise ValueError("the run has no finished epoch yet (empty history)")
+    missing = [c for c in HISTORY_REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"history lacks columns {missing}; columns: {list(frame.columns)}")
+    frame["epoch"] = frame["epoch"] + 1
+    for col in _PERCENT:
+        frame[col] = 100.0 * frame[col]
+    return frame

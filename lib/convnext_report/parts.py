@@ -1,0 +1,160 @@
+"""Everything a run is built from, made from its config: data, loaders, model, optimiser,
+schedule, criterion and Mixup. No files are read or written here except the data cache."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from torch import nn
+
+from .config import TrainConfig
+from .data import DeviceLoader, ImageTensors, get_dataset_spec, load_split, make_eval_transform, make_train_transform
+from .distributed import DistInfo
+from .frozen import HeadOnly, cached_feature_loaders
+from .models import build_model_from_config
+from .optim import build_optimizer, build_scheduler
+
+_log = logging.getLogger("convnext_report.run")
+
+__all__ = [
+    "Parts", "build_criterion", "build_mixup", "build_parts", "fast_path_allowed", "load_data", "seed_everything",
+    "wrap_model",
+]
+
+
+@dataclass
+class Parts:
+    """The pieces of one run. ``model`` is the bare module (its ``state_dict`` is what checkpoints
+    hold); :func:`wrap_model` gives the modules to train and evaluate."""
+
+    model: nn.Module
+    train_loader: Any
+    val_loader: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: nn.Module
+    mixup: Mixup | None
+    fast_path: bool  #: the frozen-backbone features were computed once (see :mod:`convnext_report.frozen`)
+    channels_last: bool  #: inputs and weights in channels_last (CUDA only)
+    class_names: list[str]
+    num_train_images: int
+    num_val_images: int
+    val_rows: torch.Tensor | None  #: rows of the full validation split (None: all of it)
+    data_seconds: float
+    data_from_cache: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_data(config: TrainConfig, split: str) -> ImageTensors:
+    """The train or val images the config selects (train: ``train_per_class``, val: ``val_per_class``)."""
+    per_class = config.train_per_class if split == "train" else config.val_per_class
+    return load_split(config.dataset, split, data_dir=config.data_dir, per_class=per_class,
+                      max_classes=config.max_classes, seed=config.seed)
+
+
+def fast_path_allowed(config: TrainConfig) -> bool:
+    """Frozen backbone and nothing random before the head: features can be computed once."""
+    return (config.freeze_backbone and not config.randaugment and config.crop_padding == 0 and not config.hflip
+            and config.mixup <= 0 and config.cutmix <= 0)
+
+
+def build_criterion(config: TrainConfig, *, mixup: bool) -> nn.Module:
+    """Soft-target cross-entropy under Mixup/CutMix (which then applies label smoothing), else
+    cross-entropy with ``label_smoothing``."""
+    return SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+
+def build_mixup(config: TrainConfig, num_classes: int) -> Mixup | None:
+    """timm's Mixup/CutMix when either alpha is > 0 (needs an even batch size)."""
+    if config.mixup <= 0 and config.cutmix <= 0:
+        return None
+    if config.batch_size % 2:
+        raise ValueError(f"mixup/cutmix need an even batch_size, got {config.batch_size}")
+    return Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=config.label_smoothing,
+                 num_classes=num_classes)
+
+
+def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
+    """Data, model, loaders, optimiser, schedule, criterion and Mixup of a run, seeded by ``config.seed``
+    (the model's initialisation is the same on every process; augmentation differs per process)."""
+    c, device = config, info.device
+    seed_everything(c.seed)
+    t0 = time.perf_counter()
+    train_data, val_data = load_data(c, "train"), load_data(c, "val")
+    data_seconds = time.perf_counter() - t0
+    # channels_last helps CUDA convolutions; on CPU it is 10-20% slower, so it is CUDA-only
+    channels_last = c.channels_last and device.type == "cuda"
+    class_names = list(train_data.class_names)
+    model = build_model_from_config(c, len(class_names)).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    seed_everything(c.seed + info.rank)
+    train_loader, val_loader, fast_path = _loaders(c, info, model, train_data, val_data, channels_last)
+    steps = len(train_loader)
+    if steps == 0:
+        raise ValueError(f"{len(train_data.labels)} training images give no full batch of {c.batch_size}: "
+                         "lower batch_size")
+    optimizer = build_optimizer(model, c)
+    mixup = build_mixup(c, len(class_names))
+    return Parts(
+        model=model, train_loader=train_loader, val_loader=val_loader, optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, c, steps), criterion=build_criterion(c, mixup=mixup is not None),
+        mixup=mixup, fast_path=fast_path, channels_last=channels_last, class_names=class_names,
+        num_train_images=len(train_data.labels), num_val_images=len(val_data.labels), val_rows=val_data.rows,
+        data_seconds=data_seconds, data_from_cache=bool(train_data.from_cache and val_data.from_cache),
+    )
+
+
+def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: ImageTensors,
+             val_data: ImageTensors, channels_last: bool) -> tuple[Any, Any, bool]:
+    """(train loader, val loader, fast path taken): cached features for a frozen backbone when they fit."""
+    c, device = config, info.device
+    spec = get_dataset_spec(c.dataset)
+    eval_tf = make_eval_transform(spec.mean, spec.std, c.image_size)
+    val = DeviceLoader(val_data, c.batch_size, transform=eval_tf, shuffle=False, drop_last=False, device=device)
+    if fast_path_allowed(c):
+        cached = cached_feature_loaders(model, train_data, val, transform=eval_tf, batch_size=c.batch_size,
+                                        device=device, amp=c.amp, channels_last=channels_last, seed=c.seed,
+                                        rank=info.rank, world_size=info.world_size,
+                                        max_steps=c.max_steps_per_epoch)
+        if cached is not None:
+            return (*cached, True)
+        _log.info("frozen backbone: features too large to cache, training through the backbone")
+    train_tf = make_train_transform(spec, c.image_size, crop_padding=c.crop_padding, hflip=c.hflip,
+                                    randaugment=c.randaugment)
+    mixing = c.mixup > 0 or c.cutmix > 0
+    train = DeviceLoader(train_data, c.batch_size, transform=train_tf, shuffle=True, drop_last=mixing,
+                         device=device, seed=c.seed, rank=info.rank, world_size=info.world_size,
+                         max_steps=c.max_steps_per_epoch)
+    return train, val, False
+
+
+def wrap_model(model: nn.Module, *, fast_path: bool, info: DistInfo, compile: bool | None) -> tuple[nn.Module, nn.Module]:
+    """(module to train, module to evaluate): head-only for cached features, DDP, ``torch.compile``."""
+    if fast_path:
+        model = HeadOnly(model)
+    train_model, eval_model = model, model
+    if info.enabled:
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if compile:
+        train_model, eval_model = torch.compile(train_model), torch.compile(eval_model)
+    return train_model, eval_model

@@ -1,0 +1,235 @@
+"""Chapter records and what is built from them: headline rows, the results and status tables, glue.
+
+A chapter stores headline rows (:func:`headline`) in its record; the status page and the results
+chapter read the records back (:func:`load_records`) and never show a smoke number as a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .paths import records_dir as default_records_dir
+from .sources import SOURCE_CLAIMS, source_value
+from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
+
+__all__ = [
+    "GLUE_KEYS", "SMOKE_LABEL", "compare_with_source", "find_headline", "format_headline", "glue_all", "glue_values",
+    "headline", "headline_rows", "load_records", "results_table", "runs_table", "status_table", "versus_frame",
+]
+
+#: label used wherever a number comes from the CPU smoke configuration
+SMOKE_LABEL = "CPU smoke configuration — not a result"
+
+
+def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, dataset: str | None = None,
+             resolution: str | int | None = None, source_key: str | None = None, metric: str = "val top-1 (%)",
+             value: str = "best_val_acc", note: str = "") -> dict[str, Any]:
+    """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), with context.
+
+    The results chapter tabulates and glues these rows; ``source_key`` names the claim in
+    :data:`SOURCE_CLAIMS` it answers. ``dataset``/``resolution`` default to the first run's config.
+    """
+    first = field_of(runs[0], "config") if runs else None
+    if dataset is None and first is not None:
+        dataset = describe_data(first)
+    if resolution is None and first is not None:
+        resolution = describe_resolution(first)
+    if source_key is not None:
+        source_value(source_key)  # fail early on a typo
+    frame = runs_frame(list(runs))
+    if frame.empty:
+        raise ValueError(f"headline {key!r} has no runs")
+    values = frame[value].astype(float)
+    epochs = f"{int(frame['epochs_run'].min())}–{int(frame['epochs_run'].max())}" \
+        if frame["epochs_run"].nunique() > 1 else str(int(frame["epochs_run"].iloc[0]))
+    max_epochs = {getattr(field_of(r, "config"), "epochs", None) for r in runs} - {None}
+    if max_epochs and max(max_epochs) > int(frame["epochs_run"].max()):
+        epochs += f" of ≤{max(max_epochs)} (early stopping)"
+    return {
+        "key": key,
+        "experiment": experiment,
+        "chapter": chapter,
+        "metric": metric,
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+        "n_seeds": int(len(values)),
+        "dataset": dataset,
+        "resolution": str(resolution),
+        "epochs": epochs,
+        "minutes": float(frame["minutes"].sum()),
+        "gpu_minutes": float(frame["gpu_minutes"].sum()),
+        "source_key": source_key,
+        "note": note,
+    }
+
+
+def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every ``<chapter>.json`` in the records folder (default: :func:`chapter.records_dir`), by name."""
+    if records_dir is None:
+        records_dir = default_records_dir()
+    folder = Path(records_dir)
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Where and how each chapter was last executed (the status page)."""
+    rows = []
+    for r in records:
+        env = r.get("environment", {})
+        commit = env.get("git_commit") or "—"
+        if env.get("git_dirty"):
+            commit += " (+ local changes)"
+        rows.append({
+            "chapter": r.get("title") or r["chapter"],
+            "configuration": r.get("configuration", "—"),
+            "device": env.get("device", "—"),
+            "executed": (r.get("finished_at") or "")[:16].replace("T", " "),
+            "minutes": round(float(r.get("minutes", float("nan"))), 1),
+            "GPU minutes": round(float(r.get("gpu_minutes", 0.0)), 1),
+            "python": env.get("python", "—"),
+            "torch": env.get("torch", "—"),
+            "timm": env.get("timm", "—"),
+            "commit": commit,
+        })
+    columns = ["chapter", "configuration", "device", "executed", "minutes", "GPU minutes",
+               "python", "torch", "timm", "commit"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def headline_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """All headline rows of all records, each carrying its record's configuration and device."""
+    rows = []
+    for r in records:
+        for h in r.get("results", []):
+            rows.append({**h, "configuration": r.get("configuration", "full"),
+                         "device": r.get("environment", {}).get("device", "—")})
+    return rows
+
+
+def format_headline(row: Mapping[str, Any], *, digits: int = 1) -> str:
+    """The number as prose shows it, or the smoke label when it comes from the smoke configuration."""
+    if row.get("configuration") == "smoke":
+        return SMOKE_LABEL
+    unit = " points" if str(row.get("metric", "")).startswith("gap") else " %"
+    return mean_std(row["mean"], row.get("std"), row.get("n_seeds"), digits=digits, unit=unit)
+
+
+def results_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Every headline number next to the source's, with its setting, seeds, GPU minutes and device."""
+    rows = []
+    for h in headline_rows(records):
+        claim = SOURCE_CLAIMS.get(h.get("source_key") or "", {})
+        rows.append({
+            "experiment": h["experiment"],
+            "metric": h.get("metric", "val top-1 (%)"),
+            "this book": format_headline(h),
+            "source": f"{claim['value']:g} (source {claim['source']})" if claim else "—",
+            "dataset": h["dataset"],
+            "resolution": h["resolution"],
+            "epochs": h["epochs"],
+            "seeds": h["n_seeds"],
+            "GPU minutes": round(h.get("gpu_minutes") or 0.0, 1),
+            "device": h["device"],
+            "chapter": h["chapter"],
+        })
+    columns = ["experiment", "metric", "this book", "source", "dataset", "resolution", "epochs", "seeds",
+               "GPU minutes", "device", "chapter"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def find_headline(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
+    """The headline row ``key`` (with its record's configuration and device), or None."""
+    return next((h for h in headline_rows(records) if h["key"] == key), None)
+
+
+def compare_with_source(rows: Sequence[Mapping[str, Any] | None], labels: Sequence[str]) -> pd.DataFrame:
+    """Headline rows (None: not executed yet) next to the source claim each answers."""
+    out = []
+    for label, row in zip(labels, rows):
+        claim = SOURCE_CLAIMS.get((row or {}).get("source_key") or "", {})
+        out.append({
+            "configuration": label,
+            "this book": format_headline(row) if row else "— (chapter not executed yet)",
+            "data (this book)": row["dataset"] if row else "—",
+            "source": f"{claim['value']:g} %" if claim else "—",
+            "source setting": claim.get("setting", "—"),
+        })
+    return pd.DataFrame(out).set_index("configuration")
+
+
+def runs_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Every run of every chapter record: where it ran and how long it took."""
+    rows = [{"chapter": r["chapter"], "configuration": r.get("configuration"), **run}
+            for r in records for run in r.get("runs", [])]
+    columns = ["chapter", "configuration", "label", "seed", "dataset", "model", "best_val_acc", "epochs_run",
+               "minutes", "gpu_minutes", "device"]
+    frame = pd.DataFrame(rows)
+    return frame.reindex(columns=columns) if not frame.empty else pd.DataFrame(columns=columns)
+
+
+#: glue keys of the results chapter's prose -> the headline key, or ``best:<prefix>`` (best row with that prefix)
+GLUE_KEYS: dict[str, str] = {
+    "backbone_top1": "backbone_top1",
+    "baseline_top1": "baseline_top1",
+    "baseline_gap": "baseline_gap",
+    "improved_top1": "improved_top1",
+    "optim_best_source": "best:opt_source_tiny_imagenet_32_",
+    "optim_best_modern": "best:opt_small_image_tiny_imagenet_32_",
+    "ln_top1": "norm_source_layernorm",
+    "dyt_top1": "norm_source_dyt",
+}
+
+
+def glue_values(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Text for every key in :data:`GLUE_KEYS` plus ``src_<claim>`` for each source claim.
+
+    Missing experiments read "not executed yet"; smoke numbers read as :data:`SMOKE_LABEL`.
+    """
+    rows = headline_rows(records)
+    by_key = {r["key"]: r for r in rows}
+    values: dict[str, str] = {}
+    for key, rule in GLUE_KEYS.items():
+        if rule.startswith("best:"):
+            cands = [r for r in rows if r["key"].startswith(rule.removeprefix("best:"))]
+            row = max(cands, key=lambda r: r["mean"]) if cands else None
+        else:
+            row = by_key.get(rule)
+        if row is None:
+            values[key] = "not executed yet"
+            continue
+        text = format_headline(row)
+        if rule.startswith("best:") and row.get("configuration") != "smoke":
+            text += f" ({row['experiment']})"
+        values[key] = text
+    for claim, info in SOURCE_CLAIMS.items():
+        values[f"src_{claim}"] = f"{info['value']:g}" + (" %" if "%" in info["metric"] else "")
+    return values
+
+
+def glue_all(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Glue :func:`glue_values` into the running notebook (myst-nb) and return them."""
+    from myst_nb import glue  # optional: only the book extra installs myst-nb
+
+    values = glue_values(records)
+    for key, text in values.items():
+        glue(key, text, display=False)
+    return values
+
+
+def versus_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Full-configuration headline rows that answer a source claim: ours and theirs side by side."""
+    rows = []
+    for h in headline_rows(records):
+        if h.get("configuration") == "smoke" or not h.get("source_key"):
+            continue
+        rows.append({"experiment": h["experiment"], "this book": h["mean"], "std": h.get("std"),
+                     "source": SOURCE_CLAIMS[h["source_key"]]["value"]})
+    return pd.DataFrame(rows, columns=["experiment", "this book", "std", "source"])
