@@ -52,6 +52,7 @@ def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: P
              "batch_size=4", "device=cpu", "progress=false")
     done = _cli("train", *small, "epochs=0", "hflip=maybe", f"out_dir={out}", cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("usage: python -m convnext_report train") and "train --help" in done.stderr
     assert "epochs: 0 is out of range; allowed: an integer >= 1" in done.stderr
     assert "hflip: must be true or false, got 'maybe' (str)" in done.stderr
     assert "Traceback" not in done.stderr and not out.exists()

@@ -398,7 +398,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
+            raise FileNotFoundError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
