@@ -141,6 +141,15 @@ def test_overrides_keep_yaml_types_and_bad_ones_name_the_key() -> None:
         parse_overrides(["epochs=[1"])
 
 
+def test_config_files_read_numbers_as_overrides_do(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5E-4\nepochs: 1e2\n")  # YAML 1.1: strings without the fix
+    with pytest.raises(ValueError, match=r"epochs: must be an integer, got 100.0 \(float\)"):
+        load_config(path)
+    config = load_config(path, ["epochs=3"])
+    assert (config.lr, config.weight_decay, config.epochs) == (1e-3, 5e-4, 3)
+
+
 def test_bad_config_files_are_value_errors(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("epochs: [1\n")

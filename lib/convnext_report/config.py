@@ -382,14 +382,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as err:
             raise ValueError(f"override {pair!r}: the value is not valid YAML ({_one_line(err)})") from None
-        # YAML reads 1e-3 as a string; accept it as a float
-        if isinstance(value, str):
-            try:
-                value = float(value) if any(c in value for c in "eE.") else value
-            except ValueError:
-                pass
-        out[key.strip()] = value
+        out[key.strip()] = _number_or_same(value)
     return out
+
+
+def _number_or_same(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; read such strings as floats."""
+    if isinstance(value, str) and any(c in value for c in "eE."):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -405,7 +409,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             raise ValueError(f"config file {p} cannot be read as YAML: {_one_line(err)}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {p} must hold a mapping of key: value")
-        values.update(loaded)
+        values.update({k: _number_or_same(v) for k, v in loaded.items()})
     values.update(parse_overrides(overrides or []))
     return from_dict(values)
 
