@@ -44,3 +44,15 @@ def test_tiny_training_run_prints_its_folder(tmp_path: Path, data_root: Path) ->
     folder = tmp_path / "runs" / "cli"
     assert done.stdout.strip().splitlines()[-1] == f"run folder: {Path('runs') / 'cli'}"
     assert (folder / "eval.json").is_file() and "lr: 0.001" in (folder / "config.yaml").read_text()
+
+
+def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "runs"
+    small = ("dataset=cifar10", f"data_dir={data_root}", "max_classes=2", "train_per_class=2", "val_per_class=2",
+             "batch_size=4", "device=cpu", "progress=false")
+    done = _cli("train", *small, "epochs=0", "hflip=maybe", f"out_dir={out}", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("usage: python -m convnext_report train") and "train --help" in done.stderr
+    assert "epochs: 0 is out of range; allowed: an integer >= 1" in done.stderr
+    assert "hflip: must be true or false, got 'maybe' (str)" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,3 +133,63 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         atomic.torch_save_atomic(torch.zeros(3), target)
     assert list(tmp_path.iterdir()) == []
+
+
+# a process that decodes 100k synthetic 256 px JPEGs through a 2-worker pool (minutes of work)
+_DECODING_CHILD = """
+import io
+import numpy as np
+from PIL import Image
+from convnext_report.data import decode
+buf = io.BytesIO()
+Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(buf, format="JPEG")
+decode._POOL_MIN_IMAGES, decode._CHUNK = 0, 64
+decode.decode_images([buf.getvalue()] * 100_000, 32, workers=2)
+"""
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, ``None`` if it is gone."""
+    try:
+        state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, ValueError):
+        return None
+    return state, int(ppid)
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid``."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return [c for c in pids if (_stat(c) or ("Z", -1))[1] == pid and _alive(c)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killing_a_decoding_process_leaves_no_workers(sig):
+    child = subprocess.Popen([sys.executable, "-c", _DECODING_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers) < 2:
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the decode pool never started"
+            time.sleep(0.05)
+            workers = _children(child.pid)
+        time.sleep(0.3)  # let them decode
+        child.send_signal(sig)
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)], f"decode workers outlived their parent ({sig.name})"
+    finally:
+        child.kill()
+        for w in workers:  # only when the test failed: do not leave them running
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="FILE.yaml", help="YAML file of key: value pairs")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied last")
+    train.set_defaults(command_parser=train)  # errors in the config show the train usage
     return parser
 
 
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    except (ValueError, FileNotFoundError) as err:  # before any data is loaded or folder made
+        args.command_parser.error(f"{err}\n(`{args.command_parser.prog} --help` lists every key with its default)")
     run = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: only rank 0 reports
         print(f"run folder: {run.path}", flush=True)

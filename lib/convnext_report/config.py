@@ -3,22 +3,47 @@
 A config is built from defaults, then an optional YAML file, then ``key=value``
 overrides (values parsed as YAML scalars, so ``lr=3e-4`` is a float and
 ``pretrained=null`` is ``None``). Unknown keys are an error that lists the valid ones.
+
+A config validates itself when it is made (``TrainConfig(...)``, :func:`from_dict`,
+:meth:`TrainConfig.replace`, :func:`load_config`): every key's type comes from its annotation,
+its range or choices from :data:`RULES` (one line per key), and a few rules that tie keys
+together from :data:`CROSS_RULES`. All problems are reported at once in one ``ValueError``.
+A config is frozen: change it with :meth:`TrainConfig.replace`, which validates again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+#: choices of the keys of the same name (other modules import them from here)
+OPTIMIZERS: tuple[str, ...] = ("sgd", "radam", "adamw")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+NORMS: tuple[str, ...] = ("layernorm", "dyt")
+HEADS: tuple[str, ...] = ("linear", "attention")
+STEM_STRIDES: tuple[int, ...] = (1, 2, 4)
+SELECTIONS: tuple[str, ...] = ("holdout", "test")
 
-@dataclass
+# Imported after the constants above, so that a module of these packages may import them from
+# here at module level without a cycle. The registries themselves are leaf modules.
+from .data.augment import parse_randaugment  # noqa: E402
+from .data.registry import DATASETS  # noqa: E402
+from .models.heads import check_num_heads  # noqa: E402
+from .models.variants import MODEL_VARIANTS  # noqa: E402
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything a run needs; every field has a default."""
+    """Everything a run needs; every field has a default. Validated when made (see :data:`RULES`)."""
 
     # data
     dataset: str = "tiny-imagenet-32"  #: a name from ``convnext_report.data.DATASETS``
@@ -77,12 +102,259 @@ class TrainConfig:
     progress: bool = True  #: tqdm progress bars
     extra: dict[str, Any] = field(default_factory=dict)  #: free-form tags kept in the record
 
+    def __post_init__(self) -> None:
+        problems = config_problems(self)
+        if problems:
+            raise ValueError(_format_problems(problems))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        """A copy with ``changes`` applied (names are checked)."""
+        """A copy with ``changes`` applied (names and values are checked)."""
         return from_dict({**self.to_dict(), **changes})
+
+
+# --- validation: rules as data, one line per key ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a key's value may be beyond its type.
+
+    ``allowed`` describes the valid values for messages (``{type}`` becomes the key's type, e.g.
+    "an integer"); ``problem(key, value)`` says what is wrong with a well-typed value, or ``None``.
+    """
+
+    allowed: str
+    problem: Callable[[str, Any], str | None]
+
+
+def interval(text: str) -> Rule:
+    """Numbers in an interval written as ``"[0, 1)"``, ``"(0, inf)"``, ``"[1, inf)"``."""
+    m = re.fullmatch(r"([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])", text)
+    if m is None:
+        raise ValueError(f"bad interval {text!r}")
+    lo, hi = float(m[2]), float(m[3])
+    lo_ok = (lambda v: lo < v) if m[1] == "(" else (lambda v: lo <= v)
+    hi_ok = (lambda v: v < hi) if m[4] == ")" else (lambda v: v <= hi)
+    if hi == math.inf:
+        allowed = f"{{type}} {'>' if m[1] == '(' else '>='} {m[2]}"
+    else:
+        allowed = f"{{type}} in {text}"
+    return Rule(allowed, lambda key, v: None if lo_ok(v) and hi_ok(v) else f"{v!r} is out of range")
+
+
+def one_of(choices: Iterable[Any]) -> Rule:
+    """One of ``choices`` (a tuple, or a registry's keys)."""
+    values = tuple(choices)
+    return Rule(", ".join(map(str, values)), lambda key, v: None if v in values else f"unknown {key} {v!r}")
+
+
+def matches(pattern: str, allowed: str) -> Rule:
+    """A string that fully matches the regular expression ``pattern``."""
+    regex = re.compile(pattern)
+    return Rule(allowed, lambda key, v: None if regex.fullmatch(v) else f"{v!r} is not valid")
+
+
+def parses(parse: Callable[[Any], object], allowed: str) -> Rule:
+    """A value that ``parse`` accepts (its ``ValueError`` message says what is wrong)."""
+
+    def problem(key: str, value: Any) -> str | None:
+        try:
+            parse(value)
+        except (ValueError, TypeError, yaml.YAMLError) as err:
+            return str(err)
+        return None
+
+    return Rule(allowed, problem)
+
+
+ANY = Rule("{type}", lambda key, v: None)  #: any value of the key's type
+POSITIVE_INT = interval("[1, inf)")
+NON_NEGATIVE = interval("[0, inf)")
+FRACTION = interval("[0, 1)")
+NON_EMPTY = matches(r"(?s).*\S.*", "a non-empty string")
+DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", 'a device: "auto", "cpu", "cuda", "cuda:N" or "mps"')
+RUN_NAME = matches(r"(?!\.+$)[A-Za-z0-9._-]{1,200}", "a folder name of letters, digits and . _ - (not . or ..)")
+
+
+def _check_extra(value: dict) -> None:
+    """Raise unless ``value`` has string keys and can be written to ``config.yaml``."""
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise ValueError(f"keys must be strings, got {bad!r}")
+    try:
+        yaml.safe_dump(value)
+    except yaml.YAMLError as err:
+        raise ValueError(f"cannot be written to YAML ({err})") from None
+
+
+#: key -> what its value may be (its type comes from the annotation); one line per key
+RULES: Mapping[str, Rule] = {
+    "dataset": one_of(DATASETS),
+    "data_dir": NON_EMPTY,
+    "image_size": interval("[8, 1024]"),
+    "train_per_class": POSITIVE_INT,
+    "val_per_class": POSITIVE_INT,
+    "max_classes": POSITIVE_INT,
+    "crop_padding": NON_NEGATIVE,
+    "hflip": ANY,
+    "randaugment": parses(parse_randaugment, "a RandAugment spec n<num_ops>m<magnitude>, e.g. 'n2m9' (magnitude 0..30)"),
+    "model": one_of(MODEL_VARIANTS),
+    "stem_stride": one_of(STEM_STRIDES),
+    "norm": one_of(NORMS),
+    "dyt_alpha_init": interval("(0, inf)"),
+    "head": one_of(HEADS),
+    "head_num_heads": POSITIVE_INT,
+    "head_dropout": FRACTION,
+    "drop_path_rate": FRACTION,
+    "pretrained": NON_EMPTY,
+    "freeze_backbone": ANY,
+    "optimizer": one_of(OPTIMIZERS),
+    "lr": NON_NEGATIVE,  # 0 keeps the weights fixed (a diagnostic the runner tests use)
+    "backbone_lr_scale": NON_NEGATIVE,
+    "layer_decay": interval("(0, 1]"),
+    "weight_decay": NON_NEGATIVE,
+    "head_weight_decay": NON_NEGATIVE,
+    "momentum": FRACTION,
+    "schedule": one_of(SCHEDULES),
+    "warmup_epochs": NON_NEGATIVE,
+    "min_lr_ratio": interval("[0, 1]"),
+    "epochs": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "grad_clip": interval("(0, inf)"),
+    "label_smoothing": FRACTION,
+    "mixup": NON_NEGATIVE,
+    "cutmix": NON_NEGATIVE,
+    "early_stopping_patience": POSITIVE_INT,
+    "model_ema": ANY,
+    "model_ema_decay": interval("(0, 1)"),
+    "selection": one_of(SELECTIONS),
+    "holdout_fraction": interval("(0, 0.5]"),
+    "seed": interval(f"[0, {2**63})"),
+    "device": DEVICE,
+    "amp": ANY,
+    "channels_last": ANY,
+    "compile": ANY,
+    "max_steps_per_epoch": POSITIVE_INT,
+    "out_dir": NON_EMPTY,
+    "run_name": RUN_NAME,
+    "resume": ANY,
+    "progress": ANY,
+    "extra": parses(_check_extra, "a mapping with string keys that YAML can write"),
+}
+
+
+@dataclass(frozen=True)
+class CrossRule:
+    """A rule tying ``keys`` together, checked once each of them is valid on its own.
+
+    ``problem(config)`` returns ``(key, what is wrong, allowed)`` or ``None``.
+    """
+
+    keys: tuple[str, ...]
+    problem: Callable[[TrainConfig], tuple[str, str, str] | None]
+
+
+def _image_fits_stem(c: TrainConfig) -> tuple[str, str, str] | None:
+    """The stem and three stride-2 downsamples must leave the last stage at least 1 px."""
+    if c.image_size >= 8 * c.stem_stride:
+        return None
+    return ("image_size", f"{c.image_size} px leaves no pixels in the last stage with stem_stride={c.stem_stride}",
+            f"image_size >= 8 * stem_stride = {8 * c.stem_stride}, or a smaller stem_stride")
+
+
+def _heads_divide_width(c: TrainConfig) -> tuple[str, str, str] | None:
+    """The attention head's heads must divide the model's final-stage width."""
+    if c.head != "attention":
+        return None
+    width = MODEL_VARIANTS[c.model].dims[-1]
+    try:
+        check_num_heads(width, c.head_num_heads)
+    except ValueError as err:
+        return "head_num_heads", str(err), f"a divisor of {width}, the final-stage width of {c.model}"
+    return None
+
+
+def _classes_in_dataset(c: TrainConfig) -> tuple[str, str, str] | None:
+    """``max_classes`` cannot exceed the dataset's classes."""
+    n = DATASETS[c.dataset].num_classes
+    if c.max_classes is None or c.max_classes <= n:
+        return None
+    return "max_classes", f"{c.max_classes} exceeds the {n} classes of {c.dataset}", f"null or 1..{n}"
+
+
+CROSS_RULES: tuple[CrossRule, ...] = (
+    CrossRule(("image_size", "stem_stride"), _image_fits_stem),
+    CrossRule(("head", "head_num_heads", "model"), _heads_divide_width),
+    CrossRule(("max_classes", "dataset"), _classes_in_dataset),
+)
+
+_TYPE_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                                dict: "a mapping"}
+
+
+def _field_type(hint: Any) -> tuple[type, bool]:
+    """(base type, ``None`` allowed) of an annotation such as ``int | None`` or ``dict[str, Any]``."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    args = typing.get_args(hint) if union else (hint,)
+    (base,) = [a for a in args if a is not type(None)]
+    return typing.get_origin(base) or base, type(None) in args
+
+
+_FIELD_TYPES: dict[str, tuple[type, bool]] = {
+    name: _field_type(hint) for name, hint in typing.get_type_hints(TrainConfig).items()
+}
+_missing = sorted(set(_FIELD_TYPES) ^ set(RULES))
+if _missing:  # a new key needs its line in RULES
+    raise RuntimeError(f"config.RULES and TrainConfig disagree on key(s) {_missing}: add one RULES line per key")
+
+
+def _type_problem(kind: type, value: Any) -> str | None:
+    """Why ``value`` is not of ``kind`` (bool is not an int; an int is a float; floats are finite)."""
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if ok:
+        return None
+    what = "a finite number" if kind is float and isinstance(value, float) else _TYPE_NAMES[kind]
+    return f"must be {what}, got {value!r} ({type(value).__name__})"
+
+
+def allowed_values(key: str) -> str:
+    """What ``key`` accepts, in words (e.g. "null or an integer >= 1")."""
+    kind, optional = _FIELD_TYPES[key]
+    return ("null or " if optional else "") + RULES[key].allowed.format(type=_TYPE_NAMES[kind])
+
+
+def _key_problem(key: str, value: Any) -> str | None:
+    """``"key: what is wrong; allowed: ..."`` for a bad value of ``key``, else ``None``."""
+    kind, optional = _FIELD_TYPES[key]
+    if value is None and optional:
+        return None
+    wrong = _type_problem(kind, value) or RULES[key].problem(key, value)
+    return f"{key}: {wrong}; allowed: {allowed_values(key)}" if wrong else None
+
+
+def config_problems(config: TrainConfig) -> list[str]:
+    """Every problem of ``config``, one ``"key: what is wrong; allowed: ..."`` each (empty: valid)."""
+    problems = {f.name: _key_problem(f.name, getattr(config, f.name)) for f in fields(config)}
+    out = [p for p in problems.values() if p]
+    for rule in CROSS_RULES:
+        found = None if any(problems[k] for k in rule.keys) else rule.problem(config)
+        if found:
+            key, wrong, allowed = found
+            out.append(f"{key}: {wrong}; allowed: {allowed}")
+    return out
+
+
+def _format_problems(problems: list[str]) -> str:
+    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    return f"invalid config ({count}; fix the keys named below):\n  " + "\n  ".join(problems)
 
 
 def field_names() -> list[str]:
@@ -91,7 +363,7 @@ def field_names() -> list[str]:
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:
     """Build a config, rejecting unknown keys with the list of valid ones."""
-    unknown = sorted(set(values) - set(field_names()))
+    unknown = sorted(set(values) - set(field_names()), key=str)
     if unknown:
         raise ValueError(
             f"unknown config key(s) {unknown}; valid keys are: {', '.join(field_names())}"
@@ -106,15 +378,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise ValueError(f"override {pair!r} is not of the form key=value")
         key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
-        # YAML reads 1e-3 as a string; accept it as a float
-        if isinstance(value, str):
-            try:
-                value = float(value) if any(c in value for c in "eE.") else value
-            except ValueError:
-                pass
-        out[key.strip()] = value
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {pair!r}: the value is not valid YAML ({_one_line(err)})") from None
+        out[key.strip()] = _number_or_same(value)
     return out
+
+
+def _number_or_same(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; read such strings as floats."""
+    if isinstance(value, str) and any(c in value for c in "eE."):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -123,13 +402,20 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text()) or {}
+            raise FileNotFoundError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise ValueError(f"config file {p} cannot be read as YAML: {_one_line(err)}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {p} must hold a mapping of key: value")
-        values.update(loaded)
+        values.update({k: _number_or_same(v) for k, v in loaded.items()})
     values.update(parse_overrides(overrides or []))
     return from_dict(values)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> None:

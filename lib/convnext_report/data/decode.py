@@ -7,19 +7,27 @@
   themselves are cached by (path, size, mtime) so a warm start takes seconds.
 * Every cache file is written to a temporary name and renamed, so a killed run never
   leaves a half-written entry.
+* Decode workers die with the process that started them (Linux ``PR_SET_PDEATHSIG``), and an
+  interrupt (Ctrl-C, SIGTERM) of that process cancels the pending work: a killed run never
+  leaves workers behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import io
 import json
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +38,7 @@ CACHE_ENV = "CONVNEXT_REPORT_CACHE"
 _CHECKSUMS = "checksums.json"
 _POOL_MIN_IMAGES = 20_000  # below this a pool costs more than it saves
 _CHUNK = 4096
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class CorruptImageError(ValueError):
@@ -97,12 +106,7 @@ def decode_images(
     parts = None
     # fork only: spawn/forkserver would re-run the caller's __main__ (scripts, notebooks, stdin)
     if workers > 1 and n >= _POOL_MIN_IMAGES and "fork" in multiprocessing.get_all_start_methods():
-        try:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                parts = list(pool.map(_decode_chunk, chunks))
-        except (BrokenProcessPool, OSError):  # no fork allowed / worker killed: decode here
-            parts = None
+        parts = _decode_in_pool(chunks, workers)
     if parts is None:
         parts = [_decode_chunk(c) for c in chunks]
     out = np.empty((n, size, size, 3), dtype=np.uint8)
@@ -111,6 +115,60 @@ def decode_images(
             raise CorruptImageError(*part)
         out[start : start + len(part)] = part
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _decode_in_pool(chunks: list, workers: int) -> list | None:
+    """Decode ``chunks`` in a fork pool; ``None`` when no pool can run (then decode here).
+
+    Workers die with this process; an exception here (Ctrl-C, or SIGTERM while this runs in the
+    main thread) cancels the pending chunks and releases the workers without waiting for them.
+    """
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_init_worker, initargs=(os.getpid(),))
+    except OSError:  # no pipes / processes left
+        return None
+    try:
+        with _sigterm_raises():
+            parts = list(pool.map(_decode_chunk, chunks))
+    except (BrokenProcessPool, OSError):  # no fork allowed / worker killed: decode here
+        pool.shutdown(wait=False, cancel_futures=True)
+        return None
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return parts
+
+
+def _init_worker(parent: int) -> None:
+    """Pool initializer: default SIGTERM, no SIGINT (the parent handles Ctrl-C), die with ``parent``."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM raises ``SystemExit(143)`` instead of killing the process outright, so
+    cleanup runs; only in the main thread and only where SIGTERM has its default action."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _decode_chunk(args: tuple[int, Sequence[bytes | None], int]) -> np.ndarray | tuple[int, str]:
