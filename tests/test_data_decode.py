@@ -18,10 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
+from convnext_report.data import cache as cache_mod
 from convnext_report.data import decode as decode_mod
 from convnext_report.data import load_split
 from convnext_report import atomic
-from convnext_report.data.decode import CorruptImageError, decode_images, file_sha256
+from convnext_report.data.cache import file_sha256
+from convnext_report.data.decode import CorruptImageError, decode_images
 
 CIFAR_TEST = Path("cifar10-jpeg") / "plain_text" / "test-00000-of-00001.parquet"
 
@@ -115,7 +117,7 @@ def test_checksum_cached_by_path_size_mtime(tmp_path, monkeypatch):
     digest = file_sha256(f, tmp_path / "cache")
     index = json.loads((tmp_path / "cache" / "checksums.json").read_text())
     assert index[str(f.resolve())]["sha256"] == digest
-    monkeypatch.setattr(decode_mod.hashlib, "sha256", lambda: pytest.fail("checksum not cached"))
+    monkeypatch.setattr(cache_mod.hashlib, "sha256", lambda: pytest.fail("checksum not cached"))
     assert file_sha256(f, tmp_path / "cache") == digest
     monkeypatch.undo()
     f.write_bytes(b"abcd")

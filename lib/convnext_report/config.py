@@ -14,31 +14,27 @@ A config is frozen: change it with :meth:`TrainConfig.replace`, which validates 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
-import types
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
-#: choices of the keys of the same name (other modules import them from here)
-OPTIMIZERS: tuple[str, ...] = ("sgd", "radam", "adamw")
-SCHEDULES: tuple[str, ...] = ("cosine", "constant")
-NORMS: tuple[str, ...] = ("layernorm", "dyt")
-HEADS: tuple[str, ...] = ("linear", "attention")
-STEM_STRIDES: tuple[int, ...] = (1, 2, 4)
-SELECTIONS: tuple[str, ...] = ("holdout", "test")
+from .choices import HEADS, NORMS, OPTIMIZERS, SCHEDULES, SELECTIONS, STEM_STRIDES
+from .data.augment import parse_randaugment
+from .data.registry import DATASETS
+from .models.heads import check_num_heads
+from .models.variants import MODEL_VARIANTS
+from .validation import (
+    ANY, FRACTION, NON_EMPTY, NON_NEGATIVE, POSITIVE_INT, CrossRule, Rule, Schema, format_problems, interval, matches,
+    one_of, parses,
+)
 
-# Imported after the constants above, so that a module of these packages may import them from
-# here at module level without a cycle. The registries themselves are leaf modules.
-from .data.augment import parse_randaugment  # noqa: E402
-from .data.registry import DATASETS  # noqa: E402
-from .models.heads import check_num_heads  # noqa: E402
-from .models.variants import MODEL_VARIANTS  # noqa: E402
+__all__ = [
+    "CROSS_RULES", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES", "TrainConfig",
+    "allowed_values", "config_problems", "field_names", "from_dict", "load_config", "parse_overrides", "save_config",
+]
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         problems = config_problems(self)
         if problems:
-            raise ValueError(_format_problems(problems))
+            raise ValueError(format_problems(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,66 +111,6 @@ class TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
 
-# --- validation: rules as data, one line per key ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a key's value may be beyond its type.
-
-    ``allowed`` describes the valid values for messages (``{type}`` becomes the key's type, e.g.
-    "an integer"); ``problem(key, value)`` says what is wrong with a well-typed value, or ``None``.
-    """
-
-    allowed: str
-    problem: Callable[[str, Any], str | None]
-
-
-def interval(text: str) -> Rule:
-    """Numbers in an interval written as ``"[0, 1)"``, ``"(0, inf)"``, ``"[1, inf)"``."""
-    m = re.fullmatch(r"([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])", text)
-    if m is None:
-        raise ValueError(f"bad interval {text!r}")
-    lo, hi = float(m[2]), float(m[3])
-    lo_ok = (lambda v: lo < v) if m[1] == "(" else (lambda v: lo <= v)
-    hi_ok = (lambda v: v < hi) if m[4] == ")" else (lambda v: v <= hi)
-    if hi == math.inf:
-        allowed = f"{{type}} {'>' if m[1] == '(' else '>='} {m[2]}"
-    else:
-        allowed = f"{{type}} in {text}"
-    return Rule(allowed, lambda key, v: None if lo_ok(v) and hi_ok(v) else f"{v!r} is out of range")
-
-
-def one_of(choices: Iterable[Any]) -> Rule:
-    """One of ``choices`` (a tuple, or a registry's keys)."""
-    values = tuple(choices)
-    return Rule(", ".join(map(str, values)), lambda key, v: None if v in values else f"unknown {key} {v!r}")
-
-
-def matches(pattern: str, allowed: str) -> Rule:
-    """A string that fully matches the regular expression ``pattern``."""
-    regex = re.compile(pattern)
-    return Rule(allowed, lambda key, v: None if regex.fullmatch(v) else f"{v!r} is not valid")
-
-
-def parses(parse: Callable[[Any], object], allowed: str) -> Rule:
-    """A value that ``parse`` accepts (its ``ValueError`` message says what is wrong)."""
-
-    def problem(key: str, value: Any) -> str | None:
-        try:
-            parse(value)
-        except (ValueError, TypeError, yaml.YAMLError) as err:
-            return str(err)
-        return None
-
-    return Rule(allowed, problem)
-
-
-ANY = Rule("{type}", lambda key, v: None)  #: any value of the key's type
-POSITIVE_INT = interval("[1, inf)")
-NON_NEGATIVE = interval("[0, inf)")
-FRACTION = interval("[0, 1)")
-NON_EMPTY = matches(r"(?s).*\S.*", "a non-empty string")
 DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", 'a device: "auto", "cpu", "cuda", "cuda:N" or "mps"')
 RUN_NAME = matches(r"(?!\.+$)[A-Za-z0-9._-]{1,200}", "a folder name of letters, digits and . _ - (not . or ..)")
 
@@ -246,17 +182,6 @@ RULES: Mapping[str, Rule] = {
 }
 
 
-@dataclass(frozen=True)
-class CrossRule:
-    """A rule tying ``keys`` together, checked once each of them is valid on its own.
-
-    ``problem(config)`` returns ``(key, what is wrong, allowed)`` or ``None``.
-    """
-
-    keys: tuple[str, ...]
-    problem: Callable[[TrainConfig], tuple[str, str, str] | None]
-
-
 def _image_fits_stem(c: TrainConfig) -> tuple[str, str, str] | None:
     """The stem and three stride-2 downsamples must leave the last stage at least 1 px."""
     if c.image_size >= 8 * c.stem_stride:
@@ -290,71 +215,17 @@ CROSS_RULES: tuple[CrossRule, ...] = (
     CrossRule(("head", "head_num_heads", "model"), _heads_divide_width),
     CrossRule(("max_classes", "dataset"), _classes_in_dataset),
 )
-
-_TYPE_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                                dict: "a mapping"}
-
-
-def _field_type(hint: Any) -> tuple[type, bool]:
-    """(base type, ``None`` allowed) of an annotation such as ``int | None`` or ``dict[str, Any]``."""
-    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    args = typing.get_args(hint) if union else (hint,)
-    (base,) = [a for a in args if a is not type(None)]
-    return typing.get_origin(base) or base, type(None) in args
-
-
-_FIELD_TYPES: dict[str, tuple[type, bool]] = {
-    name: _field_type(hint) for name, hint in typing.get_type_hints(TrainConfig).items()
-}
-_missing = sorted(set(_FIELD_TYPES) ^ set(RULES))
-if _missing:  # a new key needs its line in RULES
-    raise RuntimeError(f"config.RULES and TrainConfig disagree on key(s) {_missing}: add one RULES line per key")
-
-
-def _type_problem(kind: type, value: Any) -> str | None:
-    """Why ``value`` is not of ``kind`` (bool is not an int; an int is a float; floats are finite)."""
-    if kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if ok:
-        return None
-    what = "a finite number" if kind is float and isinstance(value, float) else _TYPE_NAMES[kind]
-    return f"must be {what}, got {value!r} ({type(value).__name__})"
-
-
-def allowed_values(key: str) -> str:
-    """What ``key`` accepts, in words (e.g. "null or an integer >= 1")."""
-    kind, optional = _FIELD_TYPES[key]
-    return ("null or " if optional else "") + RULES[key].allowed.format(type=_TYPE_NAMES[kind])
-
-
-def _key_problem(key: str, value: Any) -> str | None:
-    """``"key: what is wrong; allowed: ..."`` for a bad value of ``key``, else ``None``."""
-    kind, optional = _FIELD_TYPES[key]
-    if value is None and optional:
-        return None
-    wrong = _type_problem(kind, value) or RULES[key].problem(key, value)
-    return f"{key}: {wrong}; allowed: {allowed_values(key)}" if wrong else None
+SCHEMA = Schema(TrainConfig, RULES, CROSS_RULES)
 
 
 def config_problems(config: TrainConfig) -> list[str]:
     """Every problem of ``config``, one ``"key: what is wrong; allowed: ..."`` each (empty: valid)."""
-    problems = {f.name: _key_problem(f.name, getattr(config, f.name)) for f in fields(config)}
-    out = [p for p in problems.values() if p]
-    for rule in CROSS_RULES:
-        found = None if any(problems[k] for k in rule.keys) else rule.problem(config)
-        if found:
-            key, wrong, allowed = found
-            out.append(f"{key}: {wrong}; allowed: {allowed}")
-    return out
+    return SCHEMA.problems(config)
 
 
-def _format_problems(problems: list[str]) -> str:
-    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-    return f"invalid config ({count}; fix the keys named below):\n  " + "\n  ".join(problems)
+def allowed_values(key: str) -> str:
+    """What ``key`` accepts, in words (e.g. "null or an integer >= 1")."""
+    return SCHEMA.allowed(key)
 
 
 def field_names() -> list[str]:

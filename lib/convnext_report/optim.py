@@ -22,17 +22,18 @@ from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
+from .choices import OPTIMIZERS, SCHEDULES
 from .config import TrainConfig
 from .models import is_head_param
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_scheduler", "current_lr", "param_groups"]
+__all__ = ["build_optimizer", "build_scheduler", "current_lr", "param_groups"]
 
-OPTIMIZERS: dict[str, str] = {
+#: what each of ``choices.OPTIMIZERS`` is
+_DESCRIPTIONS: dict[str, str] = {
     "sgd": "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)",
     "radam": "Rectified Adam (torch.optim.RAdam)",
     "adamw": "Adam with decoupled weight decay (torch.optim.AdamW)",
 }
-SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 
 class _StageLayers:
@@ -99,7 +100,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """
     name = config.optimizer.lower()
     if name not in OPTIMIZERS:
-        choices = ", ".join(f"{k} ({v})" for k, v in OPTIMIZERS.items())
+        choices = ", ".join(f"{k} ({_DESCRIPTIONS[k]})" for k in OPTIMIZERS)
         raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of: {choices}")
     groups = param_groups(
         model,

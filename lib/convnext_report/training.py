@@ -16,7 +16,7 @@ from .distributed import DistInfo
 from .engine import NonFiniteLossError, evaluate, train_one_epoch
 from .environment import environment_record, now_iso
 from .evaluation import EvalResult
-from .parts import Parts, build_parts, seed_everything, wrap_model
+from .parts import build_parts, seed_everything, wrap_model
 from .runfolder import (
     CHECKPOINT_BEST, CHECKPOINT_LAST, Run, RunFolder, load_checkpoint, load_run, open_folder, read_json, rng_state,
     set_rng_state,

@@ -15,7 +15,8 @@ from .augment import (
     random_hflip,
 )
 from .classnames import class_names
-from .decode import CorruptImageError, cache_root
+from .cache import cache_root
+from .decode import CorruptImageError
 from .load import ImageTensors, dataset_summary, load_split
 from .loader import DeviceLoader
 from .registry import DATASETS, DatasetSpec, get_dataset_spec

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import io
-import json
 import multiprocessing
 import os
 import signal
@@ -26,16 +24,14 @@ import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..atomic import write_text_atomic
+__all__ = ["CorruptImageError", "decode_images"]
 
-CACHE_ENV = "CONVNEXT_REPORT_CACHE"
-_CHECKSUMS = "checksums.json"
+
 _POOL_MIN_IMAGES = 20_000  # below this a pool costs more than it saves
 _CHUNK = 4096
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -48,46 +44,6 @@ class CorruptImageError(ValueError):
         super().__init__(f"row {row}: {reason}")
         self.row = row
         self.reason = reason
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$CONVNEXT_REPORT_CACHE``, else ``~/.cache/convnext_report`` (created)."""
-    value = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
-    root = Path(value).expanduser() if value else Path.home() / ".cache" / "convnext_report"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def file_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
-    """sha256 of a file, remembered in ``<cache>/checksums.json`` by (path, size, mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    index_path = cache_root(cache_dir) / _CHECKSUMS
-    index = _read_json(index_path)
-    hit = index.get(str(p))
-    if hit and all(hit.get(k) == v for k, v in stamp.items()):
-        return hit["sha256"]
-    digest = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    index = _read_json(index_path)  # re-read: another process may have added entries
-    index[str(p)] = {**stamp, "sha256": digest.hexdigest()}
-    write_text_atomic(index_path, json.dumps(index, indent=1, sort_keys=True))
-    return digest.hexdigest()
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def cache_key(*parts: object) -> str:
-    """A short stable hex key from the given parts."""
-    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:24]
 
 
 def decode_images(

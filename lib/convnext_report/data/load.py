@@ -8,8 +8,6 @@ split (row count) is reported with a warning, decoded again and overwritten.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import warnings
@@ -22,18 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from ..atomic import torch_save_atomic, write_json_atomic
 from .classnames import readable_names
-from .decode import (
-    CorruptImageError,
-    cache_key,
-    cache_root,
-    decode_images,
-    file_sha256,
-)
+from .cache import cache_key, cache_root, file_sha256, load_entry, save_entry
+from .decode import CorruptImageError, decode_images
 from .registry import get_dataset_spec
 from .sources import SplitSource, split_source
 from .subsets import select_rows
+
+__all__ = ["ImageTensors", "dataset_summary", "load_split"]
 
 _FORMAT = 2  # bump when the decoded layout changes (2: a checksum record beside every entry)
 
@@ -129,14 +123,14 @@ def load_split(
         if images is None:
             ds = ds if ds is not None else source.load(root / "hf-datasets")
             images, from_cache = _decode(source, ds, rows), False
-            _save_entry(images, path)
+            save_entry(images, path, format=_FORMAT)
     else:
         ds = ds if ds is not None else source.load(root / "hf-datasets")
         images, from_cache = _decode(source, ds, None), False
-        _save_entry(images, full_path)
+        save_entry(images, full_path, format=_FORMAT)
         images = images if rows is None else images[rows]
     if cached is None:
-        _save_entry(labels, labels_path, label_names=label_names)
+        save_entry(labels, labels_path, format=_FORMAT, label_names=label_names)
 
     names = readable_names(spec, label_names, source.root)
     return ImageTensors(
@@ -150,57 +144,6 @@ def load_split(
         seconds=time.perf_counter() - start,
         rows=rows,
     )
-
-
-def _record_path(path: Path) -> Path:
-    """The JSON record (checksum, shape, dtype) of the cache entry ``path``."""
-    return path.with_name(path.name + ".json")
-
-
-def tensor_sha256(tensor: torch.Tensor) -> str:
-    """sha256 of a CPU tensor's bytes (about 0.2 s for the 300 MB Tiny-ImageNet train tensor)."""
-    array = np.ascontiguousarray(tensor.numpy())
-    return hashlib.sha256(array.reshape(-1).view(np.uint8)).hexdigest()
-
-
-def _save_entry(tensor: torch.Tensor, path: Path, **info: Any) -> None:
-    """Write ``tensor`` to ``path`` and then its record (plus ``info``), both atomically."""
-    torch_save_atomic(tensor, path)
-    record = {"format": _FORMAT, "sha256": tensor_sha256(tensor), "shape": list(tensor.shape),
-              "dtype": str(tensor.dtype), **info}
-    write_json_atomic(_record_path(path), record)
-
-
-def _load_entry(path: Path, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, dict] | None:
-    """(tensor, record) of the cache entry ``path``, or ``None`` when it is absent or untrustworthy.
-
-    An entry that exists but is unreadable, has no record, or does not match its record or the
-    expected ``shape``/``dtype`` is reported with a warning naming the file; the caller decodes
-    again and overwrites it.
-    """
-    if not path.exists():
-        return None
-    try:
-        tensor = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        record = json.loads(_record_path(path).read_text())
-        problem = _entry_problem(tensor, record, shape, dtype)
-    except Exception as err:  # unreadable tensor, missing or broken record
-        problem = f"cannot be read ({type(err).__name__}: {err})"
-    if problem is None:
-        return tensor, record
-    warnings.warn(f"ignoring cache file {path}: it {problem}; decoding again and overwriting it", stacklevel=2)
-    return None
-
-
-def _entry_problem(tensor: Any, record: Any, shape: tuple[int, ...], dtype: torch.dtype) -> str | None:
-    """What is wrong with a loaded cache entry, or ``None``."""
-    if not isinstance(tensor, torch.Tensor) or not isinstance(record, dict):
-        return "does not hold a tensor and its record"
-    if tensor.dtype != dtype or tuple(tensor.shape) != shape:
-        return f"holds a {tensor.dtype} tensor of shape {tuple(tensor.shape)}, the split needs {dtype} {shape}"
-    if record.get("sha256") != tensor_sha256(tensor):
-        return "does not match the sha256 in its record (replaced or damaged)"
-    return None
 
 
 def _num_rows(source: SplitSource, ds) -> int:
@@ -218,14 +161,14 @@ def _num_rows(source: SplitSource, ds) -> int:
 
 
 def _cached_images(path: Path, num_rows: int, size: int) -> torch.Tensor | None:
-    """The cached uint8 images (num_rows, 3, size, size) at ``path``, or ``None`` (see :func:`_load_entry`)."""
-    entry = _load_entry(path, (num_rows, 3, size, size), torch.uint8)
+    """The cached uint8 images (num_rows, 3, size, size) at ``path``, or ``None`` (see :func:`.cache.load_entry`)."""
+    entry = load_entry(path, (num_rows, 3, size, size), torch.uint8)
     return None if entry is None else entry[0]
 
 
 def _cached_labels(path: Path, num_rows: int, num_classes: int) -> tuple[torch.Tensor, list[str]] | None:
     """Cached (labels, class names) of a split, or ``None`` when absent or not plausible (warns)."""
-    entry = _load_entry(path, (num_rows,), torch.int64)
+    entry = load_entry(path, (num_rows,), torch.int64)
     if entry is None:
         return None
     labels, names = entry[0], entry[1].get("label_names")

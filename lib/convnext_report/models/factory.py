@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import timm
 import torch
 from timm.layers import resample_patch_embed, trunc_normal_
 from torch import nn
 
+from ..choices import HEADS, NORMS, STEM_STRIDES
 from .dyt import convert_ln_to_dyt
 from .heads import AttentionPoolHead, check_num_heads
 from .pretrained import (
@@ -20,9 +20,6 @@ from .variants import get_variant
 if TYPE_CHECKING:  # config imports the variant table from this package: no runtime import back
     from ..config import TrainConfig
 
-NORMS = ("layernorm", "dyt")
-HEADS = ("linear", "attention")
-STEM_STRIDES = (1, 2, 4)
 
 
 def _check_choice(kind: str, value: Any, choices: tuple) -> None:

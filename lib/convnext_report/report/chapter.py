@@ -27,11 +27,11 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_text_atomic
-from ..config import TrainConfig, field_names, from_dict
+from ..config import field_names, from_dict
 from ..distributed import resolve_device
 from ..engine import NonFiniteLossError
 from ..environment import device_name, git_state, now_iso, package_versions
-from ..runfolder import Run, load_run
+from ..runfolder import load_run
 from ..training import train
 from .alpha_log import AlphaLog
 from .banners import chapter_banner
