@@ -35,7 +35,7 @@ class _Killed(RuntimeError):
 
 
 def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
-    run = train(tiny)
+    run = train(tiny.replace(test_every_epoch=True))
     names = {p.name for p in run.path.iterdir()}
     assert names == {"config.yaml", "log.txt", "history.csv", "record.json", "checkpoint_last.pt",
                      "checkpoint_best.pt", "eval.json", "eval.npz"}
@@ -46,12 +46,17 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
                 "best_epoch", "best_val_top1", "best_val_top5", "num_train_images", "num_val_images", "stop_reason"):
         assert key in record, key
     assert record["status"] == "finished" and record["stop_reason"] == "epochs"
-    assert (record["num_train_images"], record["num_val_images"]) == (64, 32)
+    # selection="holdout" (the default): 2 of each class's 16 training images select the epoch
+    assert (record["num_train_images"], record["num_val_images"], record["num_test_images"]) == (56, 8, 32)
+    assert record["selection"] == "holdout"
     assert record["versions"]["torch"] and record["device_name"] and "commit" in record["git"]
     ev = json.loads((run.path / "eval.json").read_text())
     assert len(ev["per_class_accuracy"]) == 4 and ev["class_names"][:2] == ["airplane", "automobile"]
-    # the final evaluation is of the best epoch's weights
-    assert ev["top1"] == pytest.approx(run.best["val_acc"]) == pytest.approx(history["val_acc"].max())
+    # the epoch is selected on the held-out images; the test split is reported at that epoch
+    best = int(history["val_acc"].idxmax())
+    assert run.best["epoch"] == best and run.best["val_acc"] == pytest.approx(history["val_acc"].max())
+    assert ev["top1"] == pytest.approx(history.loc[best, "test_acc"]) == pytest.approx(record["final_top1"])
+    assert record["peeked_top1"] == pytest.approx(history["test_acc"].max())
     with np.load(run.path / "eval.npz") as z:
         assert z["confusion_matrix"].shape == (4, 4) and len(z["predictions"]) == 32
     assert "run folder" in (run.path / "log.txt").read_text()
@@ -106,8 +111,9 @@ def test_killed_run_resumes_to_the_same_result(tiny: TrainConfig) -> None:
 
 
 def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:
-    # lr 0: the weights never change, val accuracy cannot improve after the first epoch, patience 1 stops after the second epoch
-    run = train(tiny.replace(epochs=6, early_stopping_patience=1, schedule="constant", lr=0.0))
+    # lr 0: the weights never change, val accuracy cannot improve after the first epoch, patience 1 stops after
+    # the second epoch; selection="test" (the sources' protocol) selects on the reported split itself
+    run = train(tiny.replace(epochs=6, early_stopping_patience=1, schedule="constant", lr=0.0, selection="test"))
     assert run.record["stop_reason"] == "early_stopping"
     assert len(run.history) == 2 and run.best["epoch"] == 0
     assert run.eval.top1 == pytest.approx(run.history[0]["val_acc"])

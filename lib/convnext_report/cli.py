@@ -11,6 +11,7 @@ import argparse
 import inspect
 import os
 import re
+import signal
 import sys
 from dataclasses import fields
 
@@ -18,7 +19,7 @@ import yaml
 
 from . import config as config_module
 from .config import TrainConfig, load_config
-from .training import train
+from .training import RunTerminated, train
 
 __all__ = ["build_parser", "main"]
 
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
     except (ValueError, FileNotFoundError) as err:  # before any data is loaded or folder made
         args.command_parser.error(f"{err}\n(`{args.command_parser.prog} --help` lists every key with its default)")
-    run = train(cfg)
+    try:
+        run = train(cfg)
+    except RunTerminated:  # SIGTERM: the run folder says "failed (terminated)"; resume=true continues it
+        print(f"terminated: resume with run_name={cfg.run_name or '<the printed run folder>'} resume=true",
+              file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: only rank 0 reports
         print(f"run folder: {run.path}", flush=True)
     return 0

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -51,6 +51,8 @@ class TrainConfig:
     crop_padding: int = 4  #: random crop with this zero padding (0: no crop)
     hflip: bool = True  #: random horizontal flip
     randaugment: str | None = None  #: e.g. "n2m9": RandAugment per sample, 2 ops, magnitude 9
+    normalize_mean: list[float] | None = None  #: per-channel input mean in [0, 1]; None: the dataset's (transfer: set to the backbone's)
+    normalize_std: list[float] | None = None  #: per-channel input std; None: the dataset's
     # model
     model: str = "convnextv2_atto"  #: a ConvNeXt V1 or V2 name, see ``models.MODEL_VARIANTS``
     stem_stride: int = 2  #: 4 is the ImageNet stem; 1 or 2 for 32 px inputs
@@ -85,6 +87,7 @@ class TrainConfig:
     # model selection
     selection: str = "holdout"  #: "holdout": early stopping/best epoch on a held-out part of train, test reported once; "test": select on the reported split (the sources' protocol, optimistic)
     holdout_fraction: float = 0.1  #: class-balanced fraction of the training split held out when selection="holdout"
+    test_every_epoch: bool = False  #: also evaluate the reported split every epoch (never used to select; shows what selecting on it would report)
     # runtime
     seed: int = 0
     device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:1", ...
@@ -96,6 +99,7 @@ class TrainConfig:
     run_name: str | None = None  #: run folder name; default: <model>-<dataset>-s<seed>-<time>
     resume: bool = False  #: continue an existing run folder from its last checkpoint
     progress: bool = True  #: tqdm progress bars
+    verbose: bool = True  #: print the run's log lines (log.txt in the run folder always has them)
     extra: dict[str, Any] = field(default_factory=dict)  #: free-form tags kept in the record
 
     def __post_init__(self) -> None:
@@ -113,6 +117,18 @@ class TrainConfig:
 
 DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", 'a device: "auto", "cpu", "cuda", "cuda:N" or "mps"')
 RUN_NAME = matches(r"(?!\.+$)[A-Za-z0-9._-]{1,200}", "a folder name of letters, digits and . _ - (not . or ..)")
+
+
+def _channel_stats(low: float, high: float) -> Callable[[list], None]:
+    """A parser that accepts three numbers in [low, high] (per-channel mean or std)."""
+
+    def check(value: list) -> None:
+        ok = len(value) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+                                     for v in value)
+        if not ok:
+            raise ValueError(f"{value!r} is not three numbers in [{low:g}, {high:g}]")
+
+    return check
 
 
 def _check_extra(value: dict) -> None:
@@ -136,6 +152,8 @@ RULES: Mapping[str, Rule] = {
     "max_classes": POSITIVE_INT,
     "crop_padding": NON_NEGATIVE,
     "hflip": ANY,
+    "normalize_mean": parses(_channel_stats(0.0, 1.0), "three numbers in [0, 1], one per RGB channel"),
+    "normalize_std": parses(_channel_stats(1e-6, 10.0), "three positive numbers, one per RGB channel"),
     "randaugment": parses(parse_randaugment, "a RandAugment spec n<num_ops>m<magnitude>, e.g. 'n2m9' (magnitude 0..30)"),
     "model": one_of(MODEL_VARIANTS),
     "stem_stride": one_of(STEM_STRIDES),
@@ -168,6 +186,7 @@ RULES: Mapping[str, Rule] = {
     "model_ema_decay": interval("(0, 1)"),
     "selection": one_of(SELECTIONS),
     "holdout_fraction": interval("(0, 0.5]"),
+    "test_every_epoch": ANY,
     "seed": interval(f"[0, {2**63})"),
     "device": DEVICE,
     "amp": ANY,
@@ -178,6 +197,7 @@ RULES: Mapping[str, Rule] = {
     "run_name": RUN_NAME,
     "resume": ANY,
     "progress": ANY,
+    "verbose": ANY,
     "extra": parses(_check_extra, "a mapping with string keys that YAML can write"),
 }
 

@@ -8,7 +8,7 @@ other heads (the attention head) get the full feature map.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ class TensorLoader:
 def cached_feature_loaders(
     model: nn.Module,
     train_data: ImageTensors,
-    val_loader: DeviceLoader,
+    eval_loaders: Sequence[DeviceLoader],
     *,
     transform: nn.Module,
     batch_size: int,
@@ -121,19 +121,21 @@ def cached_feature_loaders(
     rank: int = 0,
     world_size: int = 1,
     max_steps: int | None = None,
-) -> tuple[TensorLoader, TensorLoader] | None:
-    """Train and val loaders over backbone features computed once, or None when they would not fit
-    in :data:`FAST_PATH_MAX_BYTES` (then the caller trains through the frozen backbone)."""
+) -> tuple[TensorLoader, list[TensorLoader]] | None:
+    """A shuffling train loader and one loader per ``eval_loaders``, over backbone features computed
+    once; None when they would not fit in :data:`FAST_PATH_MAX_BYTES` (then the caller trains
+    through the frozen backbone)."""
     pool = pools_first(model)
     with torch.no_grad():
-        shape = model.eval().forward_features(next(iter(val_loader))[0][:1]).shape
+        shape = model.eval().forward_features(next(iter(eval_loaders[0]))[0][:1]).shape
     per_image = 4 * (shape[1] if pool else int(np.prod(shape[1:])))
-    if per_image * (len(train_data.labels) + len(val_loader.data.labels)) > FAST_PATH_MAX_BYTES:
+    images = len(train_data.labels) + sum(len(loader.data.labels) for loader in eval_loaders)
+    if per_image * images > FAST_PATH_MAX_BYTES:
         return None
     plain = DeviceLoader(train_data, batch_size, transform=transform, shuffle=False, drop_last=False, device=device)
     kw = dict(device=device, amp=amp, channels_last=channels_last, pool=pool)
-    train_features, train_labels = extract_features(model, plain, **kw)
-    val_features, val_labels = extract_features(model, val_loader, **kw)
-    train = TensorLoader(train_features, train_labels, batch_size, shuffle=True, drop_last=False, seed=seed,
+    train = TensorLoader(*extract_features(model, plain, **kw), batch_size, shuffle=True, drop_last=False, seed=seed,
                          rank=rank, world_size=world_size, max_steps=max_steps)
-    return train, TensorLoader(val_features, val_labels, batch_size, shuffle=False, drop_last=False)
+    evals = [TensorLoader(*extract_features(model, loader, **kw), batch_size, shuffle=False, drop_last=False)
+             for loader in eval_loaders]
+    return train, evals

@@ -1,5 +1,12 @@
 """A run's per-epoch history: the columns the loop writes and the frame the book shows.
 
+``val_*`` is the split that selects the epoch: a held-out part of the training split
+(``selection="holdout"``, the default) or the reported split itself (``selection="test"``, the
+sources' protocol). ``test_*`` is the reported split, filled every epoch only when it is the
+selection split or ``test_every_epoch`` is set (else NaN): it shows what selecting on the
+reported split would have reported, and is never used to select. ``grad_norm`` is the mean
+global gradient norm of the epoch's steps (NaN when not measured).
+
 The loop writes 0-based epochs and accuracies as fractions in [0, 1] (as
 facebookresearch/ConvNeXt does); tables and figures count epochs from 1 and show percent.
 """
@@ -15,11 +22,12 @@ __all__ = ["HISTORY_COLUMNS", "HISTORY_REQUIRED", "history_frame"]
 
 #: one row per epoch, in this order, in ``history.csv``
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "seconds", "images_per_second",
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "lr",
+    "grad_norm", "seconds", "images_per_second",
 )
 #: the columns every figure and table needs
 HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-_PERCENT = ("train_acc", "val_acc")
+_PERCENT = ("train_acc", "val_acc", "test_acc")
 
 
 def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:
@@ -34,5 +42,6 @@ def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> 
         raise ValueError(f"history lacks columns {missing}; columns: {list(frame.columns)}")
     frame["epoch"] = frame["epoch"] + 1
     for col in _PERCENT:
-        frame[col] = 100.0 * frame[col]
+        if col in frame.columns:
+            frame[col] = 100.0 * frame[col]
     return frame

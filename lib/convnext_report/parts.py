@@ -17,6 +17,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import DeviceLoader, ImageTensors, get_dataset_spec, load_split, make_eval_transform, make_train_transform
+from .data.subsets import holdout_split
 from .distributed import DistInfo
 from .frozen import HeadOnly, cached_feature_loaders
 from .models import build_model_from_config
@@ -25,7 +26,8 @@ from .optim import build_optimizer, build_scheduler
 _log = logging.getLogger("convnext_report.run")
 
 __all__ = [
-    "Parts", "build_criterion", "build_mixup", "build_parts", "fast_path_allowed", "load_data", "seed_everything",
+    "Parts", "build_criterion", "build_mixup", "build_parts", "fast_path_allowed", "load_data", "normalization",
+    "seed_everything",
     "wrap_model",
 ]
 
@@ -37,7 +39,8 @@ class Parts:
 
     model: nn.Module
     train_loader: Any
-    val_loader: Any
+    val_loader: Any  #: the selection split: held-out training images, or the test split (selection="test")
+    test_loader: Any  #: the reported split (the dataset's "val" split); the same object as val_loader under "test"
     optimizer: torch.optim.Optimizer
     scheduler: Any
     criterion: nn.Module
@@ -47,7 +50,8 @@ class Parts:
     class_names: list[str]
     num_train_images: int
     num_val_images: int
-    val_rows: torch.Tensor | None  #: rows of the full validation split (None: all of it)
+    num_test_images: int
+    test_rows: torch.Tensor | None  #: rows of the full test split (None: all of it)
     data_seconds: float
     data_from_cache: bool
 
@@ -64,10 +68,28 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(config: TrainConfig, split: str) -> ImageTensors:
-    """The train or val images the config selects (train: ``train_per_class``, val: ``val_per_class``)."""
-    per_class = config.train_per_class if split == "train" else config.val_per_class
-    return load_split(config.dataset, split, data_dir=config.data_dir, per_class=per_class,
-                      max_classes=config.max_classes, seed=config.seed)
+    """The images of one split of the run: ``"train"`` (what the model trains on), ``"holdout"`` (the
+    held-out part of the training split that selects the epoch, with ``selection="holdout"``) or
+    ``"test"`` (the dataset's evaluation split, which is reported; ``val_per_class`` subsets it)."""
+    if split == "test":
+        return load_split(config.dataset, "val", data_dir=config.data_dir, per_class=config.val_per_class,
+                          max_classes=config.max_classes, seed=config.seed)
+    if split not in ("train", "holdout"):
+        raise ValueError(f"split must be 'train', 'holdout' or 'test', got {split!r}")
+    train = load_split(config.dataset, "train", data_dir=config.data_dir, per_class=config.train_per_class,
+                       max_classes=config.max_classes, seed=config.seed)
+    if config.selection != "holdout":
+        if split == "holdout":
+            raise ValueError("this run selects on the test split (selection='test'): it holds nothing out")
+        return train
+    kept, held = holdout_split(train.labels, config.holdout_fraction, config.seed)
+    return train.subset(kept) if split == "train" else train.subset(held, "holdout")
+
+
+def normalization(config: TrainConfig) -> tuple[list[float], list[float]]:
+    """(mean, std) of the inputs: the config's, else the dataset's."""
+    spec = get_dataset_spec(config.dataset)
+    return list(config.normalize_mean or spec.mean), list(config.normalize_std or spec.std)
 
 
 def fast_path_allowed(config: TrainConfig) -> bool:
@@ -98,7 +120,8 @@ def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
     c, device = config, info.device
     seed_everything(c.seed)
     t0 = time.perf_counter()
-    train_data, val_data = load_data(c, "train"), load_data(c, "val")
+    train_data, test_data = load_data(c, "train"), load_data(c, "test")
+    val_data = load_data(c, "holdout") if c.selection == "holdout" else test_data
     data_seconds = time.perf_counter() - t0
     # channels_last helps CUDA convolutions; on CPU it is 10-20% slower, so it is CUDA-only
     channels_last = c.channels_last and device.type == "cuda"
@@ -107,7 +130,8 @@ def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     seed_everything(c.seed + info.rank)
-    train_loader, val_loader, fast_path = _loaders(c, info, model, train_data, val_data, channels_last)
+    train_loader, val_loader, test_loader, fast_path = _loaders(c, info, model, train_data, val_data, test_data,
+                                                                channels_last)
     steps = len(train_loader)
     if steps == 0:
         raise ValueError(f"{len(train_data.labels)} training images give no full batch of {c.batch_size}: "
@@ -115,36 +139,44 @@ def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
     optimizer = build_optimizer(model, c)
     mixup = build_mixup(c, len(class_names))
     return Parts(
-        model=model, train_loader=train_loader, val_loader=val_loader, optimizer=optimizer,
+        model=model, train_loader=train_loader, val_loader=val_loader, test_loader=test_loader, optimizer=optimizer,
         scheduler=build_scheduler(optimizer, c, steps), criterion=build_criterion(c, mixup=mixup is not None),
         mixup=mixup, fast_path=fast_path, channels_last=channels_last, class_names=class_names,
-        num_train_images=len(train_data.labels), num_val_images=len(val_data.labels), val_rows=val_data.rows,
-        data_seconds=data_seconds, data_from_cache=bool(train_data.from_cache and val_data.from_cache),
+        num_train_images=len(train_data), num_val_images=len(val_data), num_test_images=len(test_data),
+        test_rows=test_data.rows, data_seconds=data_seconds,
+        data_from_cache=bool(train_data.from_cache and test_data.from_cache),
     )
 
 
 def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: ImageTensors,
-             val_data: ImageTensors, channels_last: bool) -> tuple[Any, Any, bool]:
-    """(train loader, val loader, fast path taken): cached features for a frozen backbone when they fit."""
+             val_data: ImageTensors, test_data: ImageTensors, channels_last: bool) -> tuple[Any, Any, Any, bool]:
+    """(train, val, test loaders, fast path taken): cached features for a frozen backbone when they fit."""
     c, device = config, info.device
-    spec = get_dataset_spec(c.dataset)
-    eval_tf = make_eval_transform(spec.mean, spec.std, c.image_size)
-    val = DeviceLoader(val_data, c.batch_size, transform=eval_tf, shuffle=False, drop_last=False, device=device)
+    mean, std = normalization(c)
+    eval_tf = make_eval_transform(mean, std, c.image_size)
+
+    def eval_loader(data: ImageTensors) -> DeviceLoader:
+        return DeviceLoader(data, c.batch_size, transform=eval_tf, shuffle=False, drop_last=False, device=device)
+
+    test = eval_loader(test_data)
+    val = test if val_data is test_data else eval_loader(val_data)
     if fast_path_allowed(c):
-        cached = cached_feature_loaders(model, train_data, val, transform=eval_tf, batch_size=c.batch_size,
+        evals = [val] if val is test else [val, test]
+        cached = cached_feature_loaders(model, train_data, evals, transform=eval_tf, batch_size=c.batch_size,
                                         device=device, amp=c.amp, channels_last=channels_last, seed=c.seed,
                                         rank=info.rank, world_size=info.world_size,
                                         max_steps=c.max_steps_per_epoch)
         if cached is not None:
-            return (*cached, True)
+            train, (val_features, *rest) = cached
+            return train, val_features, rest[0] if rest else val_features, True
         _log.info("frozen backbone: features too large to cache, training through the backbone")
-    train_tf = make_train_transform(spec, c.image_size, crop_padding=c.crop_padding, hflip=c.hflip,
+    train_tf = make_train_transform((mean, std), c.image_size, crop_padding=c.crop_padding, hflip=c.hflip,
                                     randaugment=c.randaugment)
     mixing = c.mixup > 0 or c.cutmix > 0
     train = DeviceLoader(train_data, c.batch_size, transform=train_tf, shuffle=True, drop_last=mixing,
                          device=device, seed=c.seed, rank=info.rank, world_size=info.world_size,
                          max_steps=c.max_steps_per_epoch)
-    return train, val, False
+    return train, val, test, False
 
 
 def wrap_model(model: nn.Module, *, fast_path: bool, info: DistInfo, compile: bool | None) -> tuple[nn.Module, nn.Module]:

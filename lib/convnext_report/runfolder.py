@@ -8,14 +8,24 @@
     record.json          environment, data sizes, timing, best epoch, status and stop reason
     checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch
     checkpoint_best.pt   the same, at the epoch of best validation top-1
-    eval.json, eval.npz  final evaluation of the best weights (see evaluation.EvalResult)
+    eval.json, eval.npz  the reported (test) split, evaluated once with the selected weights
+    dyt_alpha.csv        every DyT alpha after each epoch (epoch 0: initial), for DyT models
+    .lock                while a process owns the folder (``flock``), so two processes never
+                         write one folder
+
+Every file is replaced atomically, the latest checkpoint before the best one: a kill at any
+point leaves a folder that ``resume=True`` continues to the same result (a best checkpoint
+that missed its copy is restored from the latest one).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import random
+import secrets
 import shutil
 import sys
 import time
@@ -38,13 +48,16 @@ from .history import HISTORY_COLUMNS
 from .models import build_model_from_config
 from .parts import load_data
 
+ALPHA_FILE = "dyt_alpha.csv"
+_LOCK = ".lock"
+
 __all__ = [
-    "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "Run", "RunFolder", "load_checkpoint", "load_run",
-    "open_folder", "rng_state", "set_rng_state",
+    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "Run", "RunFolder", "load_checkpoint",
+    "load_run", "open_folder", "rng_state", "set_rng_state",
 ]
 
 #: config keys a resumed run takes from the passed config instead of the saved one
-RUNTIME_KEYS = ("resume", "progress", "device", "compile", "data_dir", "out_dir", "run_name")
+RUNTIME_KEYS = ("resume", "progress", "verbose", "device", "compile", "data_dir", "out_dir", "run_name")
 CHECKPOINT_LAST, CHECKPOINT_BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
 _log = logging.getLogger("convnext_report.run")
@@ -87,8 +100,8 @@ class Run:
         return model.to(device).eval()
 
     def val_data(self) -> ImageTensors:
-        """The validation images this run was evaluated on (row i = ``eval.indices`` i)."""
-        return load_data(self.config, "val")
+        """The images of the reported split, the one ``eval`` describes (row i = ``eval.indices`` i)."""
+        return load_data(self.config, "test")
 
 
 def load_run(path: str | Path) -> Run:
@@ -104,28 +117,41 @@ def load_run(path: str | Path) -> Run:
                best=best_from_record(record))
 
 
-def open_folder(config: TrainConfig, info: DistInfo) -> tuple[Path, TrainConfig, dict | None, bool]:
-    """(path, effective config, checkpoint to resume or None, run already finished); writes nothing.
+def open_folder(config: TrainConfig, info: DistInfo) -> tuple["RunFolder", TrainConfig, dict | None, bool]:
+    """Claim the run folder: (folder, effective config, checkpoint to resume or None, run already finished).
 
-    An existing folder is never overwritten: ``resume=True`` continues it from ``checkpoint_last.pt``
-    (the saved ``config.yaml`` wins over the passed config except for :data:`RUNTIME_KEYS`); a finished
-    run is simply loaded again, and a missing folder starts a new run.
+    Rank 0 creates the folder if needed and takes its lock (``flock``), so a second process with
+    the same run folder fails at once instead of mixing two runs' files. A default name is unique
+    (time and a random suffix). An existing folder is never overwritten: ``resume=True`` continues
+    it from ``checkpoint_last.pt`` (the saved ``config.yaml`` wins over the passed config except
+    for :data:`RUNTIME_KEYS`); a finished run is simply loaded again, and a missing folder starts a
+    new run.
     """
     if config.resume and not config.run_name:
         raise ValueError("resume=True needs run_name: the name of the run folder to continue")
     name = config.run_name or dist_utils.broadcast_object(
-        f"{config.model}-{config.dataset}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    path = Path(config.out_dir) / name
+        f"{config.model}-{config.dataset}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
     config = config.replace(run_name=name)
-    exists = path.is_dir() and any(path.iterdir())
-    dist_utils.barrier()  # every process looked before rank 0 may create the folder
+    folder = RunFolder(Path(config.out_dir) / name, info.is_main)
+    folder.claim()
+    try:
+        return (folder, *_resume_state(folder, config, info))
+    except BaseException:
+        folder.release(remove_if_new=True)
+        raise
+
+
+def _resume_state(folder: "RunFolder", config: TrainConfig, info: DistInfo) -> tuple[TrainConfig, dict | None, bool]:
+    path = folder.path
+    exists = any(p.name != _LOCK for p in path.iterdir()) if path.is_dir() else False
+    dist_utils.barrier()  # every process looked before rank 0 writes
     if not exists:
-        return path, config, None, False
+        return config, None, False
     if not config.resume:
         raise FileExistsError(f"run folder {path} already exists: pass resume=True to continue it, "
                               "or choose a new run_name")
     if read_json(path / "record.json").get("status") == "finished":
-        return path, config, None, True
+        return config, None, True
     ckpt = None
     if (path / CHECKPOINT_LAST).is_file():
         saved = load_config(path / "config.yaml")
@@ -135,7 +161,8 @@ def open_folder(config: TrainConfig, info: DistInfo) -> tuple[Path, TrainConfig,
             print(f"resume: keeping the saved config.yaml values of {ignored}", file=sys.stderr)
         config = saved.replace(**runtime)
         ckpt = load_checkpoint(path / CHECKPOINT_LAST)
-    return path, config, ckpt, False
+        folder.repair_best(ckpt)
+    return config, ckpt, False
 
 
 @dataclass
@@ -145,48 +172,98 @@ class RunFolder:
     path: Path
     is_main: bool
     log_handlers: list[logging.Handler] = field(default_factory=list)
+    created: bool = False  #: this process made the folder (removed again if the run never starts)
+    _lock_fd: int | None = field(default=None, repr=False)
 
-    def create(self, config: TrainConfig, *, new: bool) -> None:
-        """Make the folder, write config.yaml (new runs) and send the log to log.txt and stdout."""
+    def claim(self) -> None:
+        """Create the folder if needed and take its lock; a folder locked by another process is an error."""
         if self.is_main:
-            self.path.mkdir(parents=True, exist_ok=True)
-            if new:
-                atomic_write(self.path / "config.yaml", lambda p: save_config(config.replace(resume=False), p))
-            self.log_handlers = _attach_log(self.path / "log.txt")
+            try:
+                self.path.mkdir(parents=True)
+                self.created = True
+            except FileExistsError:
+                if not self.path.is_dir():
+                    raise FileExistsError(f"{self.path} exists and is not a folder") from None
+            fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RuntimeError(f"run folder {self.path} is in use by another process; wait for it to finish "
+                                   "or choose another run_name") from None
+            self._lock_fd = fd
         dist_utils.barrier()
 
-    def close(self) -> None:
-        """Detach the log file and stdout handlers of this run."""
+    def release(self, *, remove_if_new: bool = False) -> None:
+        """Detach the log handlers and drop the lock (and the folder, if this process made it and
+        ``remove_if_new``: a run that failed before its first epoch leaves nothing behind)."""
         for h in self.log_handlers:
             _log.removeHandler(h)
             h.close()
         self.log_handlers = []
+        if remove_if_new and self.created and self.is_main:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd is not None:
+            # unlinked while still held: a process that opens the path later makes a new, free lock file
+            (self.path / _LOCK).unlink(missing_ok=True)
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def create(self, config: TrainConfig, *, new: bool) -> None:
+        """Write config.yaml (new runs) and send the log to log.txt (and stdout when ``config.verbose``)."""
+        if self.is_main:
+            if new:
+                atomic_write(self.path / "config.yaml", lambda p: save_config(config.replace(resume=False), p))
+            self.log_handlers = _attach_log(self.path / "log.txt", stdout=config.verbose)
+        dist_utils.barrier()
 
     def write_record(self, record: dict[str, Any]) -> None:
         if self.is_main:
             write_json_atomic(self.path / "record.json", record)
 
     def save_epoch(self, state: dict[str, Any], history: list[dict[str, float]], improved: bool) -> None:
-        """``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when ``improved``) and history.csv."""
+        """``checkpoint_last.pt``, then (when ``improved``) ``checkpoint_best.pt``, then history.csv."""
         if self.is_main:
             torch_save_atomic(state, self.path / CHECKPOINT_LAST)
             if improved:
-                tmp = self.path / (CHECKPOINT_BEST + ".tmp")
-                shutil.copyfile(self.path / CHECKPOINT_LAST, tmp)
-                tmp.replace(self.path / CHECKPOINT_BEST)
+                self._copy_last_to_best()
             write_text_atomic(self.path / "history.csv",
                               pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(index=False))
         dist_utils.barrier()
+
+    def repair_best(self, last: dict[str, Any]) -> None:
+        """After a kill between the two checkpoint writes of an epoch, ``checkpoint_last.pt`` names
+        itself the best epoch but ``checkpoint_best.pt`` is older: copy the latest onto it."""
+        if not self.is_main or last["best"]["epoch"] != last["epoch"]:
+            return
+        best = self.path / CHECKPOINT_BEST
+        if not best.is_file() or load_checkpoint(best)["epoch"] != last["epoch"]:
+            self._copy_last_to_best()
+
+    def _copy_last_to_best(self) -> None:
+        atomic_write(self.path / CHECKPOINT_BEST, lambda p: shutil.copyfile(self.path / CHECKPOINT_LAST, p))
+
+    def write_alphas(self, epoch: int, alphas: dict[str, float]) -> None:
+        """Add (or replace) the rows of ``epoch`` in ``dyt_alpha.csv`` (columns epoch, layer, alpha)."""
+        if not self.is_main or not alphas:
+            return
+        file = self.path / ALPHA_FILE
+        old = pd.read_csv(file) if file.is_file() else pd.DataFrame(columns=["epoch", "layer", "alpha"])
+        new = pd.DataFrame({"epoch": epoch, "layer": list(alphas), "alpha": list(alphas.values())})
+        frame = pd.concat([old[old["epoch"] != epoch], new]) if len(old) else new
+        write_text_atomic(file, frame.to_csv(index=False))
 
     def save_eval(self, result: EvalResult) -> None:
         if self.is_main:
             result.save(self.path)
 
 
-def _attach_log(file: Path) -> list[logging.Handler]:
-    """Send the run's log lines to ``file`` (appending) and stdout until removed."""
+def _attach_log(file: Path, *, stdout: bool) -> list[logging.Handler]:
+    """Send the run's log lines to ``file`` (appending), and to stdout when ``stdout``, until removed."""
     fmt = logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
-    handlers: list[logging.Handler] = [logging.FileHandler(file), logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [logging.FileHandler(file)]
+    if stdout:
+        handlers.append(logging.StreamHandler(sys.stdout))
     for h in handlers:
         h.setFormatter(fmt)
         _log.addHandler(h)
@@ -195,23 +272,28 @@ def _attach_log(file: Path) -> list[logging.Handler]:
     return handlers
 
 
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch (and CUDA) generator states, as plain types and tensors."""
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, NumPy, torch and (on CUDA) this device's generator states, as plain types and tensors.
+
+    Only the run's own CUDA device: a checkpoint written on a machine with more GPUs resumes on one
+    with fewer."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved (the CUDA state onto ``device``, when both are CUDA)."""
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda, device)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,5 +1,8 @@
-"""``train(config) -> Run``: the epoch loop of a run, with early stopping, resume and failure handling.
+"""``train(config) -> Run``: the epoch loop of a run, with model selection, resume and failure handling.
 
+Each epoch trains on the training images, evaluates the selection split (``val``: a held-out part
+of the training split, or the test split itself with ``selection="test"``) and keeps the weights
+of the best epoch; the reported (test) split is evaluated once at the end with those weights.
 The parts come from :mod:`convnext_report.parts`, the files from :mod:`convnext_report.runfolder`;
 one epoch of training and one evaluation pass are :mod:`convnext_report.engine`'s.
 """
@@ -7,8 +10,13 @@ one epoch of training and one evaluation pass are :mod:`convnext_report.engine`'
 from __future__ import annotations
 
 import logging
+import math
+import signal
+import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from . import distributed as dist_utils
 from .config import TrainConfig
@@ -16,40 +24,68 @@ from .distributed import DistInfo
 from .engine import NonFiniteLossError, evaluate, train_one_epoch
 from .environment import environment_record, now_iso
 from .evaluation import EvalResult
+from .models import dyt_alphas
 from .parts import build_parts, seed_everything, wrap_model
 from .runfolder import (
     CHECKPOINT_BEST, CHECKPOINT_LAST, Run, RunFolder, load_checkpoint, load_run, open_folder, read_json, rng_state,
     set_rng_state,
 )
 
-__all__ = ["train"]
+__all__ = ["RunTerminated", "train"]
 
 _log = logging.getLogger("convnext_report.run")
 
 
+class RunTerminated(BaseException):
+    """The process received SIGTERM during a run (the run folder is marked failed first)."""
+
+
 def train(config: TrainConfig, *, on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> Run:
-    """Train, validate each epoch, keep the best weights, evaluate them, and write the run folder.
+    """Train, select the best epoch on the selection split, evaluate the test split once with its
+    weights, and write the run folder.
 
     ``on_epoch_end(row)`` is called after each epoch's files are written (e.g. live plots; raising
     from it stops the run like a kill, and ``resume=True`` continues it). ``resume=True`` on a
     finished run loads it; on a missing folder it starts a new run (so notebooks can always pass it).
     """
     info = dist_utils.init_distributed(config.device)
-    session = None
+    folder = None
+    started = False
     try:
-        path, config, ckpt, finished = open_folder(config, info)
-        if finished:
-            return load_run(path)
-        session = _Session(config, RunFolder(path, info.is_main), info, ckpt, on_epoch_end)
-        return session.run()
+        with _sigterm_raises():
+            folder, config, ckpt, finished = open_folder(config, info)
+            if finished:
+                return load_run(folder.path)
+            session = _Session(config, folder, info, ckpt, on_epoch_end)
+            session.setup()
+            started = True
+            return session.loop()
     finally:
-        if session is not None:
-            session.folder.close()
+        if folder is not None:
+            folder.release(remove_if_new=not started)
         dist_utils.cleanup(info)
 
 
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`RunTerminated` while a run is open (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunTerminated("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class _Session:
-    """State of one ``train`` call; :meth:`run` sets up, :meth:`_loop` is the epoch loop."""
+    """State of one ``train`` call: :meth:`setup` builds the parts, :meth:`loop` runs the epochs."""
 
     def __init__(self, config: TrainConfig, folder: RunFolder, info: DistInfo, ckpt: dict | None,
                  on_epoch_end: Callable[[dict[str, float]], None] | None) -> None:
@@ -58,76 +94,45 @@ class _Session:
         # a resumed run keeps the start time of its first session
         self.start_time = (read_json(folder.path / "record.json").get("start_time") if ckpt else None) or now_iso()
         self.history: list[dict[str, float]] = []
-        self.best_result: EvalResult | None = None  # evaluation of the best epoch, if it ran in this session
+        self.best_test: EvalResult | None = None  # the test split at the best epoch, if evaluated in this session
         self.best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_top5": None, "val_loss": None}
         self.since_best, self.elapsed_before, self.sessions = 0, 0.0, 1
 
-    def run(self) -> Run:
+    def setup(self) -> None:
         c, info = self.config, self.info
         self.parts = p = build_parts(c, info)
-        start_epoch = self._restore(self.ckpt) if self.ckpt is not None else 0
+        start = self._restore(self.ckpt) if self.ckpt is not None else 0
         self.train_model, self.eval_model = wrap_model(p.model, fast_path=p.fast_path, info=info, compile=c.compile)
-        self.folder.create(c, new=self.ckpt is None)  # only now: a config or data error leaves no folder behind
-        trainable = sum(x.numel() for x in p.model.parameters() if x.requires_grad)
-        self.record = {
-            "run_name": self.folder.path.name, "status": "running", "stop_reason": None, "error": None,
-            "start_time": self.start_time, "end_time": None, "wall_time_seconds": None, "sessions": self.sessions,
-            "seed": c.seed, "dataset": c.dataset, "model": c.model, "num_classes": p.num_classes,
-            "class_names": p.class_names, "num_train_images": p.num_train_images,
-            "num_val_images": p.num_val_images, "steps_per_epoch": len(p.train_loader), "batch_size": c.batch_size,
-            "params_total": sum(x.numel() for x in p.model.parameters()), "params_trainable": trainable,
-            "frozen_feature_fast_path": p.fast_path, "data_seconds": round(p.data_seconds, 3),
-            "data_from_cache": p.data_from_cache,
-            **environment_record(info.device, world_size=info.world_size), "extra": c.extra,
-        }
-        _log.info("run folder %s | %s on %s: %d train / %d val images, %d classes, %d steps/epoch | "
+        self.folder.create(c, new=self.ckpt is None)
+        if self.ckpt is None:
+            self.folder.write_alphas(0, dyt_alphas(p.model))
+        self.record = _new_record(c, p, info, self.folder, self.start_time, self.sessions)
+        _log.info("run folder %s | %s on %s: %d train / %d %s / %d test images, %d classes, %d steps/epoch | "
                   "%s (%s) x%d | %.2fM params (%.2fM trainable) | data %.1fs (%s)%s",
-                  self.folder.path, c.model, c.dataset, p.num_train_images, p.num_val_images, p.num_classes,
+                  self.folder.path, c.model, c.dataset, p.num_train_images, p.num_val_images,
+                  "held-out" if c.selection == "holdout" else "val", p.num_test_images, p.num_classes,
                   len(p.train_loader), self.record["device_name"], info.device, info.world_size,
-                  self.record["params_total"] / 1e6, trainable / 1e6, p.data_seconds,
+                  self.record["params_total"] / 1e6, self.record["params_trainable"] / 1e6, p.data_seconds,
                   "from cache" if p.data_from_cache else "decoded",
                   " | frozen backbone: features cached once" if p.fast_path else "")
-        if start_epoch:
-            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, val_acc %.4f)", start_epoch + 1, c.epochs,
+        if start:
+            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, val_acc %.4f)", start + 1, c.epochs,
                       self.best["epoch"] + 1, c.epochs, self.best["val_acc"])
-        return self._loop(start_epoch)
+        self.start_epoch = start
 
-    def _loop(self, start_epoch: int) -> Run:
-        c, p = self.config, self.parts
+    def loop(self) -> Run:
+        c = self.config
         self._write_record()
         stop_reason = "epochs"
         try:
-            for epoch in range(start_epoch, c.epochs):
-                p.train_loader.set_epoch(epoch)
-                t_epoch = time.perf_counter()
-                stats = train_one_epoch(
-                    self.train_model, p.train_loader, p.optimizer, p.scheduler, criterion=p.criterion,
-                    device=self.info.device, amp=c.amp, mixup_fn=p.mixup, grad_clip=c.grad_clip, epoch=epoch,
-                    progress=c.progress and self.info.is_main, channels_last=p.channels_last and not p.fast_path)
-                result = self._evaluate()
-                row = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
-                       "val_loss": result.loss, "val_acc": result.top1, "val_top5": result.top5, "lr": stats["lr"],
-                       "seconds": time.perf_counter() - t_epoch, "images_per_second": stats["images_per_second"]}
-                self.history.append(row)
-                improved = result.top1 > self.best["val_acc"]
-                if improved:
-                    self.best = {"epoch": epoch, "val_acc": result.top1, "val_top5": result.top5,
-                                 "val_loss": result.loss}
-                    self.best_result = result
-                self.since_best = 0 if improved else self.since_best + 1
-                self.folder.save_epoch(self._checkpoint(epoch), self.history, improved)
-                self._write_record()
-                _log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f top5 %.4f | lr %.2e | "
-                          "%.1fs, %.0f img/s%s", epoch + 1, c.epochs, row["train_loss"], row["train_acc"],
-                          row["val_loss"], row["val_acc"], row["val_top5"], row["lr"], row["seconds"],
-                          row["images_per_second"], "  *best*" if improved else "")
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(dict(row))
+            for epoch in range(self.start_epoch, c.epochs):
+                self._epoch(epoch)
                 if c.early_stopping_patience is not None and self.since_best >= c.early_stopping_patience:
                     stop_reason = "early_stopping"
                     _log.info("early stopping: no val_acc improvement for %d epochs (best epoch %d/%d)",
                               c.early_stopping_patience, self.best["epoch"] + 1, c.epochs)
                     break
+            return self._finish(stop_reason)
         except NonFiniteLossError as err:
             last = self.history[-1]["epoch"] if self.history else None
             kept = (f"{self.folder.path / CHECKPOINT_LAST} (epoch {last} (0-based), the last good epoch) was kept"
@@ -135,30 +140,67 @@ class _Session:
             self._fail("non_finite_loss", f"{err}; {kept}")
             raise NonFiniteLossError(f"{err}. The run stopped; {kept}.") from None
         except BaseException as err:
-            self._fail("error" if isinstance(err, Exception) else "interrupted", f"{type(err).__name__}: {err}")
+            reason = "terminated" if isinstance(err, RunTerminated) else \
+                "error" if isinstance(err, Exception) else "interrupted"
+            self._fail(reason, f"{type(err).__name__}: {err}")
             raise
-        return self._finish(stop_reason)
 
-    def _evaluate(self) -> EvalResult:
+    def _epoch(self, epoch: int) -> None:
+        """Train one epoch, evaluate, keep the best weights, write the epoch's files."""
+        c, p = self.config, self.parts
+        p.train_loader.set_epoch(epoch)
+        t_epoch = time.perf_counter()
+        stats = train_one_epoch(
+            self.train_model, p.train_loader, p.optimizer, p.scheduler, criterion=p.criterion,
+            device=self.info.device, amp=c.amp, mixup_fn=p.mixup, grad_clip=c.grad_clip, epoch=epoch,
+            progress=c.progress and self.info.is_main, channels_last=p.channels_last and not p.fast_path)
+        val = self._evaluate(p.val_loader)
+        test = val if p.test_loader is p.val_loader else self._evaluate(p.test_loader) if c.test_every_epoch else None
+        row = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val.loss,
+               "val_acc": val.top1, "val_top5": val.top5, "test_loss": test.loss if test else math.nan,
+               "test_acc": test.top1 if test else math.nan, "lr": stats["lr"],
+               "grad_norm": stats.get("grad_norm", math.nan), "seconds": time.perf_counter() - t_epoch,
+               "images_per_second": stats["images_per_second"]}
+        self.history.append(row)
+        improved = val.top1 > self.best["val_acc"]
+        if improved:
+            self.best = {"epoch": epoch, "val_acc": val.top1, "val_top5": val.top5, "val_loss": val.loss}
+            self.best_test = test
+        self.since_best = 0 if improved else self.since_best + 1
+        self.folder.save_epoch(self._checkpoint(epoch), self.history, improved)
+        self.folder.write_alphas(epoch + 1, dyt_alphas(p.model))
+        self._write_record()
+        _log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f top5 %.4f | lr %.2e | "
+                  "%.1fs, %.0f img/s%s", epoch + 1, c.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
+                  row["val_acc"], row["val_top5"], row["lr"], row["seconds"], row["images_per_second"],
+                  "  *best*" if improved else "")
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(dict(row))
+
+    def _evaluate(self, loader: Any) -> EvalResult:
         p = self.parts
-        return evaluate(self.eval_model, p.val_loader, device=self.info.device, amp=self.config.amp,
+        return evaluate(self.eval_model, loader, device=self.info.device, amp=self.config.amp,
                         class_names=p.class_names, channels_last=p.channels_last and not p.fast_path, progress=False)
 
     def _finish(self, stop_reason: str) -> Run:
+        """Evaluate the test split with the best epoch's weights (once), write eval and record."""
         dist_utils.barrier()
-        result = self.best_result
-        if result is None:  # the best epoch ran in an earlier session: restore its weights and evaluate
+        result = self.best_test
+        if result is None:
             best = load_checkpoint(self.folder.path / CHECKPOINT_BEST, map_location=self.info.device)
+            if best["epoch"] != self.best["epoch"]:
+                raise RuntimeError(f"{self.folder.path / CHECKPOINT_BEST} holds epoch {best['epoch']}, not the best "
+                                   f"epoch {self.best['epoch']}: the folder was changed by hand; train the run again")
             self.parts.model.load_state_dict(best["model"])
-            result = self._evaluate()
-        rows = self.parts.val_rows
+            result = self._evaluate(self.parts.test_loader)
+        rows = self.parts.test_rows
         result.split_rows = rows.numpy() if rows is not None else None
-        _log.info("best epoch %d/%d: val top1 %.4f top5 %.4f (the final evaluation)",
-                  self.best["epoch"] + 1, self.config.epochs, result.top1, result.top5)
-        self.record.update(status="finished", stop_reason=stop_reason, epochs_run=len(self.history),
-                           best_epoch=self.best["epoch"], best_val_top1=self.best["val_acc"],
-                           best_val_top5=self.best["val_top5"], best_val_loss=self.best["val_loss"],
-                           final_top1=result.top1, final_top5=result.top5, final_loss=result.loss)
+        peeked = [h["test_acc"] for h in self.history if not math.isnan(h["test_acc"])]
+        _log.info("best epoch %d/%d (by %s): test top1 %.4f top5 %.4f (evaluated once, with its weights)",
+                  self.best["epoch"] + 1, self.config.epochs, self.config.selection, result.top1, result.top5)
+        self.record.update(status="finished", stop_reason=stop_reason, final_top1=result.top1,
+                           final_top5=result.top5, final_loss=result.loss,
+                           peeked_top1=max(peeked) if len(peeked) == len(self.history) else None)
         self.folder.save_eval(result)
         self._write_record(end=True)
         if self.info.is_main:
@@ -168,7 +210,7 @@ class _Session:
                    best=dict(self.best), _eval=result)
 
     def _fail(self, reason: str, message: str) -> None:
-        self.record.update(status="failed", stop_reason=reason, error=message, epochs_run=len(self.history))
+        self.record.update(status="failed", stop_reason=reason, error=message)
         _log.error("run stopped (%s): %s", reason, message)
         self._write_record(end=True)
 
@@ -176,7 +218,8 @@ class _Session:
         wall = self.elapsed_before + time.perf_counter() - self.t0
         self.record.update(wall_time_seconds=wall, best_epoch=self.best["epoch"],
                            best_val_top1=self.best["val_acc"] if self.best["epoch"] >= 0 else None,
-                           best_val_top5=self.best["val_top5"], epochs_run=len(self.history))
+                           best_val_top5=self.best["val_top5"], best_val_loss=self.best["val_loss"],
+                           epochs_run=len(self.history))
         if end:
             self.record["end_time"] = now_iso()
         self.folder.write_record(self.record)
@@ -187,7 +230,7 @@ class _Session:
         return {
             "model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(),
             "scheduler": p.scheduler.state_dict(), "epoch": epoch, "best": self.best,
-            "since_best": self.since_best, "history": self.history, "rng": rng_state(),
+            "since_best": self.since_best, "history": self.history, "rng": rng_state(self.info.device),
             "elapsed": self.elapsed_before + time.perf_counter() - self.t0, "sessions": self.sessions,
             "num_classes": p.num_classes, "config": self.config.to_dict(),
         }
@@ -201,7 +244,26 @@ class _Session:
         self.history, self.best, self.since_best = list(ckpt["history"]), dict(ckpt["best"]), ckpt["since_best"]
         self.elapsed_before, self.sessions = float(ckpt["elapsed"]), int(ckpt["sessions"]) + 1
         if self.info.is_main:
-            set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"], self.info.device)
         else:
             seed_everything(self.config.seed + self.info.rank + 7919 * (ckpt["epoch"] + 1))
         return int(ckpt["epoch"]) + 1
+
+
+def _new_record(config: TrainConfig, parts: Any, info: DistInfo, folder: RunFolder, start_time: str,
+                sessions: int) -> dict[str, Any]:
+    """The record of a run that is starting (or resuming): what it is, where it runs, its data."""
+    c, p = config, parts
+    return {
+        "run_name": folder.path.name, "status": "running", "stop_reason": None, "error": None,
+        "start_time": start_time, "end_time": None, "wall_time_seconds": None, "sessions": sessions,
+        "seed": c.seed, "dataset": c.dataset, "model": c.model, "selection": c.selection,
+        "num_classes": p.num_classes, "class_names": p.class_names, "num_train_images": p.num_train_images,
+        "num_val_images": p.num_val_images, "num_test_images": p.num_test_images,
+        "steps_per_epoch": len(p.train_loader), "batch_size": c.batch_size,
+        "params_total": sum(x.numel() for x in p.model.parameters()),
+        "params_trainable": sum(x.numel() for x in p.model.parameters() if x.requires_grad),
+        "frozen_feature_fast_path": p.fast_path, "data_seconds": round(p.data_seconds, 3),
+        "data_from_cache": p.data_from_cache,
+        **environment_record(info.device, world_size=info.world_size), "extra": c.extra,
+    }

@@ -93,7 +93,7 @@ FRACTION = interval("[0, 1)")
 NON_EMPTY = matches(r"(?s).*\S.*", "a non-empty string")
 
 _TYPE_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                                dict: "a mapping"}
+                                dict: "a mapping", list: "a list"}
 
 
 def _field_type(hint: Any) -> tuple[type, bool]:

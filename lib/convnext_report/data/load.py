@@ -8,6 +8,7 @@ split (row count) is reported with a warning, decoded again and overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -64,6 +65,12 @@ class ImageTensors:
     @property
     def image_size(self) -> int:
         return int(self.images.shape[-1])
+
+    def subset(self, rows: torch.Tensor, split: str | None = None) -> "ImageTensors":
+        """The images at ``rows`` (positions in this object), named ``split`` (default: the same)."""
+        full_rows = rows if self.rows is None else self.rows[rows]
+        return dataclasses.replace(self, images=self.images[rows], labels=self.labels[rows],
+                                   split=split or self.split, rows=full_rows)
 
 
 def load_split(

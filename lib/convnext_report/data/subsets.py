@@ -1,10 +1,11 @@
-"""Row selections: the first K classes and balanced, seeded per-class subsets."""
+"""Row selections: the first K classes, balanced seeded per-class subsets, and a held-out part."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["balanced_subset", "first_k_classes", "select_rows"]
+__all__ = ["balanced_subset", "first_k_classes", "holdout_split", "select_rows"]
 
 
 def first_k_classes(labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -47,3 +48,32 @@ def select_rows(
     if per_class is not None:
         rows = rows[balanced_subset(labels[rows], per_class, seed)]
     return rows
+
+
+def holdout_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept rows, held-out rows), both sorted: ``round(fraction * n_c)`` rows of every class c
+    (at least one, and at least one left to train on) held out, chosen by ``seed``.
+
+    Model selection (early stopping, the best epoch) uses the held-out rows, so the reported split
+    is looked at once. The generator is derived from ``seed`` with its own stream, so the held-out
+    rows do not follow the shuffling order of a run with the same seed.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {fraction}")
+    labels = labels.to(torch.int64).cpu()
+    state = np.random.SeedSequence([seed, 0x401D]).generate_state(1)
+    g = torch.Generator().manual_seed(int(state[0]))
+    order = torch.randperm(len(labels), generator=g)
+    order = order[torch.sort(labels[order], stable=True).indices]  # grouped by class, random within
+    classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
+    if int(counts.min()) < 2:
+        small = int(classes[counts.argmin()])
+        raise ValueError(f"class {small} has {int(counts.min())} training image(s): holding out part of it "
+                         "leaves nothing to train on; use more images per class or selection='test'")
+    held_counts = (counts.double() * fraction).round().long().clamp(1, None)
+    held_counts = torch.minimum(held_counts, counts - 1)
+    starts = torch.cumsum(counts, 0) - counts
+    held_mask = torch.zeros(len(labels), dtype=torch.bool)
+    for start, n in zip(starts.tolist(), held_counts.tolist()):
+        held_mask[start:start + n] = True
+    return torch.sort(order[~held_mask]).values, torch.sort(order[held_mask]).values

@@ -1,6 +1,6 @@
 """ConvNeXt V1/V2 models through timm: variants, DyT, attention head, pretrained weights."""
 
-from .dyt import DynamicTanh, convert_ln_to_dyt
+from .dyt import DynamicTanh, convert_ln_to_dyt, dyt_alphas
 from .factory import (
     HEADS,
     NORMS,
@@ -28,7 +28,7 @@ from .variants import MODEL_VARIANTS, ModelVariant, get_variant
 __all__ = [
     "AttentionPoolHead", "CheckpointMismatchError", "DynamicTanh", "HEADS", "MODEL_VARIANTS", "ModelVariant",
     "NORMS", "PretrainedWeightsUnavailable", "STEM_STRIDES", "UnsafeCheckpointError", "backbone_parameter_names",
-    "build_model", "build_model_from_config", "convert_ln_to_dyt", "freeze_backbone_", "get_variant",
+    "build_model", "build_model_from_config", "convert_ln_to_dyt", "dyt_alphas", "freeze_backbone_", "get_variant",
     "install_attention_head", "is_head_param", "load_pretrained", "load_state_dict_into", "parameter_report",
     "read_checkpoint", "set_stem_stride",
 ]

@@ -12,7 +12,7 @@ import torch
 from timm.layers import LayerNorm2d
 from torch import nn
 
-__all__ = ["DynamicTanh", "convert_ln_to_dyt"]
+__all__ = ["DynamicTanh", "convert_ln_to_dyt", "dyt_alphas"]
 
 try:  # channels-first LayerNorm variants of timm (all subclass nn.LayerNorm)
     from timm.layers.norm import LayerNorm2dFp32, LayerNormExp2d
@@ -85,3 +85,9 @@ def convert_ln_to_dyt(module: nn.Module, alpha_init: float = 0.5) -> nn.Module:
     for name, child in module.named_children():
         out.add_module(name, convert_ln_to_dyt(child, alpha_init))
     return out
+
+
+def dyt_alphas(model: nn.Module) -> dict[str, float]:
+    """``{layer name: alpha}`` of every :class:`DynamicTanh` in ``model`` (empty without DyT)."""
+    return {name: float(m.alpha.detach().reshape(-1)[0]) for name, m in model.named_modules()
+            if isinstance(m, DynamicTanh)}
