@@ -20,7 +20,7 @@ from convnext_report.data import DeviceLoader, get_dataset_spec, load_split, mak
 from convnext_report.data.subsets import holdout_split
 from convnext_report.engine import evaluate
 from convnext_report.parts import load_data
-from convnext_report.runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, RunFolder, load_run, rng_state, set_rng_state
+from convnext_report.runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, RunFolder, rng_state, set_rng_state
 from convnext_report.training import train
 
 pytestmark = pytest.mark.slow
