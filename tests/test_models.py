@@ -139,3 +139,14 @@ def test_no_weight_decay_names_cover_dyt_grn_and_biases():
     assert all(n in names for n in params if params[n].ndim <= 1)
     assert "stem.0.weight" not in names and "head.fc.weight" not in names
     assert "head.attn.qkv.weight" not in names  # attention weights get (head) weight decay
+
+def test_one_default_stem_stride_everywhere():
+    from convnext_report.choices import DEFAULT_STEM_STRIDE
+    from convnext_report.complexity import complexity_table
+
+    with torch.device("meta"):
+        model = build_model(SMALL, 10)
+    assert model.stem[0].stride == (DEFAULT_STEM_STRIDE, DEFAULT_STEM_STRIDE) == (2, 2)
+    assert TrainConfig().stem_stride == DEFAULT_STEM_STRIDE
+    same = complexity_table([SMALL], image_sizes=[32])["GMACs_32"].iloc[0]
+    assert same == complexity_table([SMALL], image_sizes=[32], stem_stride=2)["GMACs_32"].iloc[0]

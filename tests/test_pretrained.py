@@ -50,7 +50,7 @@ def test_hub_id_loads_from_the_local_cache_offline(offline_empty_hub, source_200
     (repo / "refs" / "main").write_text(commit)
     (repo / "snapshots" / commit).mkdir(parents=True)
     save_file(source_200.state_dict(), str(repo / "snapshots" / commit / "model.safetensors"))
-    model = build_model(SMALL, 10, pretrained="convnextv2_atto.fcmae_ft_in1k")
+    model = build_model(SMALL, 10, stem_stride=4, pretrained="convnextv2_atto.fcmae_ft_in1k")
     assert model.pretrained_report["source"] == "timm:convnextv2_atto.fcmae_ft_in1k"
     assert torch.equal(model.stem[0].weight, source_200.stem[0].weight)
 
@@ -75,7 +75,7 @@ def _save(state, path, fmt):
 def source_200() -> torch.nn.Module:
     """One 200-class model (linear head, stem stride 4) shared by the tests below."""
     torch.manual_seed(0)
-    return build_model(SMALL, 200)
+    return build_model(SMALL, 200, stem_stride=4)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_local_checkpoint_200_to_10_classes(tmp_path, fmt, source_200):
     path = tmp_path / ("ckpt.safetensors" if fmt == "safetensors" else "ckpt.pt")
     _save(source.state_dict(), path, fmt)
 
-    model = build_model(SMALL, 10, pretrained=str(path))
+    model = build_model(SMALL, 10, stem_stride=4, pretrained=str(path))
     report = model.pretrained_report
     assert set(report["skipped"]) == {"head.fc.weight", "head.fc.bias"}
     assert set(report["missing"]) == {"head.fc.weight", "head.fc.bias"}
@@ -115,7 +115,7 @@ def test_stem_resampled_when_stride_differs(source_200_path):
 def test_backbone_mismatch_lists_keys(tmp_path):
     path = tmp_path / "femto.pth"
     torch.save(build_model("convnextv2_femto", 10).state_dict(), path)
-    with pytest.raises(CheckpointMismatchError, match=r"stem\.0\.weight \(48, 3, 4, 4\) vs model \(40, 3, 4, 4\)"):
+    with pytest.raises(CheckpointMismatchError, match=r"stem\.0\.weight \(48, 3, 2, 2\) vs model \(40, 3, 2, 2\)"):
         build_model(SMALL, 10, pretrained=str(path))
     model = build_model(SMALL, 10)
     report = load_pretrained(model, path, strict_backbone=False)
@@ -132,7 +132,7 @@ def test_dyt_checkpoints(tmp_path, source_200, source_200_path):
     reloaded = build_model(SMALL, 10, norm="dyt", pretrained=str(dyt_path))
     assert reloaded.stem[1].alpha.item() == pytest.approx(1.7)
     # a LayerNorm checkpoint into a DyT model: load first, then convert
-    converted = build_model(SMALL, 10, norm="dyt", pretrained=str(ln_path))
+    converted = build_model(SMALL, 10, norm="dyt", stem_stride=4, pretrained=str(ln_path))
     assert torch.equal(converted.stem[0].weight, ln_model.stem[0].weight)
     assert any("DyT" in n for n in converted.pretrained_report["notes"])
     with pytest.raises(CheckpointMismatchError, match="DyT"):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .choices import DEFAULT_STEM_STRIDE
 from .models import MODEL_VARIANTS, build_model, get_variant
 
 
@@ -63,7 +64,7 @@ def complexity_table(
     names: Iterable[str] | None = None,
     image_sizes: Iterable[int] = (224, 64, 32),
     *,
-    stem_stride: int = 4,
+    stem_stride: int = DEFAULT_STEM_STRIDE,
     num_classes: int = 1000,
     device: str | torch.device = "meta",
     **build_kw: Any,

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from .choices import HEADS, NORMS, OPTIMIZERS, SCHEDULES, SELECTIONS, STEM_STRIDES
+from .choices import DEFAULT_STEM_STRIDE, HEADS, NORMS, OPTIMIZERS, SCHEDULES, SELECTIONS, STEM_STRIDES
 from .data.augment import parse_randaugment
 from .data.registry import DATASETS
 from .models.heads import check_num_heads
@@ -55,7 +55,7 @@ class TrainConfig:
     normalize_std: list[float] | None = None  #: per-channel input std; None: the dataset's
     # model
     model: str = "convnextv2_atto"  #: a ConvNeXt V1 or V2 name, see ``models.MODEL_VARIANTS``
-    stem_stride: int = 2  #: 4 is the ImageNet stem; 1 or 2 for 32 px inputs
+    stem_stride: int = DEFAULT_STEM_STRIDE  #: 4 is the ImageNet stem; 1 or 2 for 32 px inputs
     norm: str = "layernorm"  #: "layernorm" or "dyt"
     dyt_alpha_init: float = 0.5  #: initial DyT alpha
     head: str = "linear"  #: "linear" (timm's) or "attention"

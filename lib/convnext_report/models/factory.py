@@ -9,7 +9,7 @@ import torch
 from timm.layers import resample_patch_embed, trunc_normal_
 from torch import nn
 
-from ..choices import HEADS, NORMS, STEM_STRIDES
+from ..choices import DEFAULT_STEM_STRIDE, HEADS, NORMS, STEM_STRIDES
 from .dyt import convert_ln_to_dyt
 from .heads import AttentionPoolHead, check_num_heads
 from .pretrained import (
@@ -83,7 +83,7 @@ def build_model(
     head: str = "linear",
     head_num_heads: int = 8,
     head_dropout: float = 0.0,
-    stem_stride: int = 4,
+    stem_stride: int = DEFAULT_STEM_STRIDE,
     pretrained: str | None = None,
     freeze_backbone: bool = False,
 ) -> nn.Module:
@@ -92,7 +92,7 @@ def build_model(
     - ``norm="dyt"``: every LayerNorm becomes :class:`DynamicTanh` (alpha starts at ``dyt_alpha_init``).
     - ``head="attention"``: :class:`AttentionPoolHead` with ``head_num_heads`` heads replaces ``model.head``.
     - ``head_dropout``: dropout before the classifier (either head).
-    - ``stem_stride``: 4 (ImageNet), 2 or 1 for small images.
+    - ``stem_stride``: 4 (ImageNet), 2 (the default, as in ``TrainConfig``) or 1 for small images.
     - ``pretrained``: timm id or local checkpoint; the load report is ``model.pretrained_report``.
     - ``freeze_backbone``: only ``head.*`` parameters train.
     """
