@@ -208,3 +208,19 @@ def test_train_batch_runs_on_meta():
     c = count_batch("meta", seed=None)  # meta has no generators; the default one is used
     assert not c.bad, dict(c.bad)
     assert c.total == count_batch("cpu").total
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batch_never_waits_for_the_device(images):
+    """CUDA's sync debug mode raises on any synchronising call (pageable copies, .item(), nonzero)."""
+    tf = make_train_transform(DATASETS["cifar10"], 32, crop_padding=4, hflip=True, randaugment="n2m9").to("cuda")
+    batch = images.repeat(26, 1, 1, 1)[:512].cuda()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    tf(batch, generator=g)  # builds the per-size op table (one copy)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = tf(batch, generator=g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.shape == (512, 3, 32, 32) and torch.isfinite(out).all()

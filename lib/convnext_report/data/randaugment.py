@@ -4,15 +4,18 @@ The op set, magnitude bins and signs are torchvision's (``transforms.v2.RandAugm
 here as data. Every image draws its own ``num_ops`` ops and signs, and each op slot runs three
 whole-batch stages whatever ops were drawn, so nothing depends on tensor values on the host:
 
-1. geometry: one nearest-neighbour ``grid_sample`` with a per-sample inverse affine matrix
-   (identity unless the sample drew ShearX/Y, TranslateX/Y or Rotate), built like torchvision's;
+1. geometry: one ``grid_sample`` (nearest, torchvision's default; zero fill) with a per-sample
+   inverse affine matrix (identity unless the sample drew ShearX/Y, TranslateX/Y or Rotate), built
+   like torchvision's, so single images match ``F.affine`` / ``F.rotate`` exactly;
 2. blends: ``x * ratio + degenerate * alpha`` with per-sample factors (Color, Contrast, Sharpness;
    ``ratio=1, alpha=0`` for the others), rounded and clamped as torchvision does for uint8;
 3. look-up tables: one 256-entry LUT per image and channel, gathered once: constant LUTs for
    Brightness, Posterize and Solarize (identity for the others), or the AutoContrast / Equalize
-   LUT computed from per-channel min/max and histograms (``scatter_add_`` + ``cumsum``).
+   LUT computed from per-channel min/max and histograms (``scatter_add`` + ``cumsum``).
 
-Per-op parameters live in one table indexed by (op, sign), so drawing ops is a table lookup.
+Per-op parameters live in one table indexed by (op, sign), so drawing ops is a table lookup. The
+table depends on the image size (translations, shear centre): it is built on the host once per
+size and device, the only host-to-device copy.
 """
 
 from __future__ import annotations
