@@ -1,10 +1,12 @@
-"""Batch transforms on CPU tensors: shapes, per-sample randomness, RandAugment semantics, seeds."""
+"""Batch transforms on CPU tensors: shapes, per-sample randomness, RandAugment semantics, seeds, devices.
+
+Op-by-op equality with torchvision and the op/sync count live in test_augment_ops.py.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
@@ -14,6 +16,7 @@ from convnext_report.data import (
     load_split,
     make_eval_transform,
     make_train_transform,
+    parse_randaugment,
     random_crop,
     random_hflip,
 )
@@ -22,6 +25,10 @@ SPEC = DATASETS["cifar10"]
 ZERO_SAFE_OPS = [  # ops that are the identity at magnitude 0
     "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
     "Brightness", "Color", "Contrast", "Sharpness", "Posterize",
+]
+TORCHVISION_OPS = [
+    "Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
+    "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize",
 ]
 
 
@@ -47,16 +54,29 @@ def test_train_and_eval_shapes_dtypes(images):
         ev(images.float())
 
 
+def test_transform_lives_on_one_device(images):
+    """Constants are buffers that move with .to(device); a batch elsewhere is an error, not a silent copy."""
+    tf = make_train_transform(SPEC, 32, randaugment="n2m9").to("meta")
+    assert {b.device.type for b in tf.buffers()} == {"meta"}
+    assert tf(torch.empty(4, 3, 32, 32, dtype=torch.uint8, device="meta")).device.type == "meta"
+    with pytest.raises(ValueError, match="transform.to"):
+        tf(images)
+
+
 def test_randaugment_op_set_is_torchvision():
-    assert RandAugmentBatch().ops == list(v2.RandAugment._AUGMENTATION_SPACE)
-    assert len(RandAugmentBatch().ops) == 14
+    assert RandAugmentBatch().ops == TORCHVISION_OPS
+    assert RandAugmentBatch(ops=["Rotate"]).ops == ["Rotate"]
     with pytest.raises(ValueError, match="Invert"):
         RandAugmentBatch(ops=["Invert"])
+    with pytest.raises(ValueError, match="magnitude"):
+        RandAugmentBatch(magnitude=31)
+    assert parse_randaugment("n2m9") == parse_randaugment("rand-m9-n2") == (2, 9)
 
 
 def test_randaugment_differs_across_identical_images(images):
     batch = _same_image_batch(images, 32)
     out = RandAugmentBatch(2, 9)(batch, generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == batch.shape
     distinct = {tuple(o.flatten().tolist()) for o in out}
     assert len(distinct) >= 16  # ops are drawn per sample, not one op for the batch
     assert torch.equal(batch, _same_image_batch(images, 32))  # input untouched
@@ -65,6 +85,7 @@ def test_randaugment_differs_across_identical_images(images):
 def test_magnitude_zero_identity_ops_keep_image(images):
     ra = RandAugmentBatch(num_ops=3, magnitude=0, ops=ZERO_SAFE_OPS)
     assert torch.equal(ra(images, generator=torch.Generator().manual_seed(1)), images)
+    assert torch.equal(RandAugmentBatch(num_ops=0)(images), images)
 
 
 def test_rotate_matches_torchvision_with_random_sign(images):
@@ -88,6 +109,7 @@ def test_per_sample_flip(images):
 def test_per_sample_crop(images):
     batch = _same_image_batch(images, 32)
     out = random_crop(batch, 4, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == batch.shape
     padded = torch.nn.functional.pad(batch[0], (4, 4, 4, 4))
     windows = {(dy, dx): padded[:, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)}
     offsets = [next(k for k, w in windows.items() if torch.equal(w, o)) for o in out]

@@ -1,4 +1,4 @@
-"""DeviceLoader: batches, shuffling per epoch, DDP sharding, drop_last, max_steps."""
+"""DeviceLoader (and frozen.TensorLoader): batches, shuffling per epoch, DDP sharding, drop_last, max_steps."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from convnext_report.data import DATASETS, DeviceLoader, ImageTensors, make_train_transform
+from convnext_report.frozen import TensorLoader
 
 
 def _data(n: int) -> ImageTensors:
@@ -78,3 +79,23 @@ def test_transform_applied_and_seeded():
     a = run(0, 0)
     assert a.shape == (32, 3, 48, 48) and a.dtype == torch.float32
     assert torch.equal(a, run(0, 0)) and not torch.equal(a, run(0, 1))
+
+
+@pytest.mark.parametrize("world,drop_last", [(1, False), (1, True), (3, False), (3, True)])
+def test_device_and_tensor_loaders_agree(world, drop_last):
+    """Both loaders take their order and shards from EpochSampler: same arguments, same batches."""
+    n, kw = 53, dict(shuffle=True, drop_last=drop_last, seed=11, world_size=world, max_steps=None)
+    for rank in range(world):
+        device = DeviceLoader(_data(n), 8, transform=None, device="cpu", rank=rank, **kw)
+        tensor = TensorLoader(torch.zeros(n, 4), torch.arange(n), 8, rank=rank, **kw)
+        for epoch in (0, 1):
+            device.set_epoch(epoch)
+            tensor.set_epoch(epoch)
+            assert len(device) == len(tensor)
+            assert [y.tolist() for _, y in device] == [y.tolist() for _, y in tensor]
+
+
+def test_transform_moved_to_loader_device():
+    tf = make_train_transform(DATASETS["cifar10"], 8, randaugment="n2m9")
+    loader = DeviceLoader(_data(4), 2, transform=tf, shuffle=False, drop_last=False, device="meta")
+    assert loader.transform is tf and {b.device.type for b in tf.buffers()} == {"meta"}  # moved once, here

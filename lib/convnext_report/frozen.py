@@ -8,6 +8,7 @@ other heads (the attention head) get the full feature map.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ from timm.layers import ClassifierHead, NormMlpClassifierHead
 from torch import nn
 
 from .data import DeviceLoader, ImageTensors
+from .data.sampler import EpochSampler
 from .engine import autocast
 
 __all__ = ["FAST_PATH_MAX_BYTES", "HeadOnly", "TensorLoader", "cached_feature_loaders", "extract_features",
@@ -78,32 +80,20 @@ class TensorLoader:
         max_steps: int | None = None,
     ) -> None:
         self.features, self.labels = features, labels
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size, self.max_steps = seed, rank, world_size, max_steps
-        self.epoch = 0
+        self.batch_size, self.drop_last, self.max_steps = batch_size, drop_last, max_steps
+        self.sampler = EpochSampler(len(labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+                                    drop_last=drop_last)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _indices(self) -> torch.Tensor:
-        n = len(self.labels)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
-        per_rank = n // self.world_size  # equal shards: every process runs the same number of steps
-        return order[: per_rank * self.world_size][self.rank :: self.world_size]
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        n = len(self.labels) // self.world_size
-        steps = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        steps = self.sampler.num_batches(self.batch_size, drop_last=self.drop_last)
         return min(steps, self.max_steps) if self.max_steps else steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self._indices().to(self.features.device)
-        for step in range(len(self)):
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+        batches = self.sampler.batches(self.batch_size, drop_last=self.drop_last, device=self.features.device)
+        for idx in islice(batches, len(self)):
             yield self.features[idx].float(), self.labels[idx]
 
 

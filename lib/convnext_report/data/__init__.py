@@ -19,6 +19,7 @@ from .cache import cache_root
 from .decode import CorruptImageError
 from .load import ImageTensors, dataset_summary, load_split
 from .loader import DeviceLoader
+from .sampler import EpochSampler
 from .registry import DATASETS, DatasetSpec, get_dataset_spec
 from .sources import DATA_ENV, DatasetUnavailableError, open_split, resolve_data_root, split_source
 from .subsets import balanced_subset, first_k_classes
@@ -31,6 +32,7 @@ __all__ = [
     "DatasetSpec",
     "DatasetUnavailableError",
     "DeviceLoader",
+    "EpochSampler",
     "ImageTensors",
     "RandAugmentBatch",
     "balanced_subset",
