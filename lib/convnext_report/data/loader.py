@@ -19,6 +19,8 @@ from torch import nn
 from .augment import BatchTransform
 from .sampler import EpochSampler
 
+__all__ = ["DeviceLoader", "augmentation_generator"]
+
 _FREE_FRACTION = 0.5  # keep the split on the GPU if it takes at most this share of free memory
 
 

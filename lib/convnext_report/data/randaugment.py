@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+__all__ = ["OPS", "RandAugmentBatch", "op_magnitude"]
+
 MagnitudeFn = Callable[[int, int, int], "torch.Tensor | None"]
 
 #: torchvision ``v2.RandAugment``'s op space, in its order: name -> (magnitudes(num_bins, height, width), signed).

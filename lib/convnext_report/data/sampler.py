@@ -15,6 +15,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+__all__ = ["EpochSampler"]
+
 
 class EpochSampler:
     """Indices of ``num_items`` items for one rank and one epoch (call :meth:`set_epoch` per epoch)."""
