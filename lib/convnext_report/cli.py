@@ -19,6 +19,7 @@ import yaml
 
 from . import config as config_module
 from .config import TrainConfig, load_config
+from .packing import follow_parent
 from .training import RunTerminated, train
 
 __all__ = ["build_parser", "main"]
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m convnext_report`` and the ``convnext-report`` script."""
+    follow_parent()  # a child of packing.train_many: SIGTERM when the parent dies
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
