@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from convnext_report.config import TrainConfig
-from convnext_report.engine import NonFiniteLossError, _set_train_mode, evaluate, train_one_epoch
+from convnext_report.engine import CHECK_EVERY, NonFiniteLossError, _set_train_mode, evaluate, train_one_epoch
 from convnext_report.evaluation import EvalResult, first_classes, pick_samples
 from convnext_report.frozen import TensorLoader
 from convnext_report.optim import build_scheduler, param_groups
@@ -54,7 +58,7 @@ def test_train_one_epoch_learns_and_steps_the_schedule_per_iteration() -> None:
         stats = train_one_epoch(model, loader, opt, sched, criterion=nn.CrossEntropyLoss(), device=CPU,
                                 amp=True, epoch=epoch, progress=False, grad_clip=1.0)
         seen_lrs.append(stats["lr"])
-    assert set(stats) == {"loss", "acc", "seconds", "images_per_second", "lr"}
+    assert set(stats) == {"loss", "acc", "seconds", "images_per_second", "lr", "grad_norm", "grad_norm_max"}
     assert stats["acc"] > 0.6 and stats["images_per_second"] > 0
     assert seen_lrs[0] == pytest.approx(1e-2 * 7 / 8)  # 8 warmup steps: the last step of epoch 0 ran at 7/8 lr
     assert seen_lrs[1] > seen_lrs[2]  # then cosine decay
@@ -143,3 +147,131 @@ def test_evaluate_top5_and_loss_match_manual() -> None:
     assert result.loss == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
     assert result.top5 == pytest.approx((logits.topk(5, 1).indices == y[:, None]).any(1).float().mean().item())
     np.testing.assert_array_equal(result.predictions, logits.argmax(1).numpy())
+
+
+def _still(model: nn.Module) -> nn.Module:
+    """No dropout: a step's gradients depend on the batch only."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+def _manual_norms(model: nn.Module, loader) -> list[float]:
+    norms = []
+    for images, labels in loader:
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(images), labels).backward()
+        norms.append(torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item())
+    return norms
+
+
+@pytest.mark.parametrize("grad_clip", [None, 1e-3])
+def test_grad_norm_is_the_mean_and_max_before_clipping(grad_clip) -> None:
+    torch.manual_seed(0)
+    model = _still(Tiny())
+    x, y = _task(96)
+    loader = TensorLoader(x, y, 32, shuffle=False, drop_last=False)
+    expected = _manual_norms(model, loader)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # weights stay: every step sees the same model
+    stats = train_one_epoch(model, loader, opt, None, criterion=nn.CrossEntropyLoss(), device=CPU, amp=False,
+                            progress=False, grad_clip=grad_clip)
+    assert stats["grad_norm"] == pytest.approx(np.mean(expected), rel=1e-5)
+    assert stats["grad_norm_max"] == pytest.approx(max(expected), rel=1e-5)
+    assert len(set(np.round(expected, 6))) == 3  # the batches differ: mean and max are different numbers
+    off = train_one_epoch(model, loader, opt, None, criterion=nn.CrossEntropyLoss(), device=CPU, amp=False,
+                          progress=False, grad_norm=False)
+    assert off["grad_norm"] is None and off["grad_norm_max"] is None
+
+
+class _SlowFirst:
+    """A loader whose first batch takes ``delay`` seconds (like a step that compiles)."""
+
+    def __init__(self, loader, delay: float) -> None:
+        self.loader, self.delay = loader, delay
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for i, batch in enumerate(self.loader):
+            if i == 0:
+                time.sleep(self.delay)
+            yield batch
+
+
+def test_first_step_is_timed_apart_from_images_per_second() -> None:
+    model, loader, opt, sched = _setup()
+    slow = _SlowFirst(loader, 0.5)
+    stats = train_one_epoch(model, slow, opt, sched, criterion=nn.CrossEntropyLoss(), device=CPU, amp=False,
+                            progress=False, time_first_step=True)
+    assert stats["first_step_seconds"] >= 0.5
+    after_first = 256 - 32
+    assert stats["images_per_second"] == pytest.approx(after_first / (stats["seconds"] - stats["first_step_seconds"]),
+                                                       rel=1e-6)
+    assert stats["images_per_second"] > 256 / stats["seconds"]  # the slow first step is not in it
+    plain = train_one_epoch(model, slow, opt, sched, criterion=nn.CrossEntropyLoss(), device=CPU, amp=False,
+                            progress=False)
+    assert "first_step_seconds" not in plain
+    assert plain["images_per_second"] == pytest.approx(256 / plain["seconds"], rel=1e-6)
+
+
+_ENGINE = str(Path(__file__).resolve().parents[1] / "lib" / "convnext_report" / "engine.py")
+
+
+def test_steps_do_not_wait_for_the_device(monkeypatch) -> None:
+    """Only the NaN check every CHECK_EVERY steps and the epoch's closing transfer read tensors on the host."""
+    model, _, opt, _ = _setup()
+    x, y = _task(2 * (2 * CHECK_EVERY + 5))
+    loader = TensorLoader(x, y, 2, shuffle=False, drop_last=False)  # 2 * CHECK_EVERY + 5 steps
+    calls: list[str] = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "numpy", "cpu"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if Path(caller).resolve() == Path(_ENGINE).resolve():
+                calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    train_one_epoch(model, loader, opt, None, criterion=nn.CrossEntropyLoss(), device=CPU, amp=False,
+                    progress=False, grad_clip=1.0)
+    assert calls == ["tolist"] * 4  # checks after steps 20, 40, 45 and the closing transfer
+
+
+class _Recorder(nn.Module):
+    """Per-sample model that records the batch sizes it was called with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _still(Tiny(classes=7))
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[0])
+        return self.inner(x)
+
+
+def test_evaluate_pads_the_last_batch_exactly() -> None:
+    torch.manual_seed(0)
+    model = _Recorder()
+    x, y = _task(10, classes=7)
+    loader = TensorLoader(x, y, 4, shuffle=False, drop_last=False)
+    padded = evaluate(model, loader, device=CPU, amp=False, num_classes=7, pad_last=True)
+    assert model.sizes == [4, 4, 4]
+    model.sizes.clear()
+    plain = evaluate(model, loader, device=CPU, amp=False, num_classes=7)  # an eager model: no padding
+    assert model.sizes == [4, 4, 2]
+    assert padded.num_images == plain.num_images == 10
+    np.testing.assert_array_equal(padded.top5_predictions, plain.top5_predictions)
+    np.testing.assert_allclose(padded.confidence, plain.confidence, rtol=1e-6)
+    assert padded.loss == pytest.approx(plain.loss, rel=1e-6)
+
+
+def test_evaluate_progress_bar(capsys) -> None:
+    model, loader, _, _ = _setup()
+    evaluate(model, loader, device=CPU, amp=False, num_classes=4, progress=True)
+    assert "eval" in capsys.readouterr().err
+    evaluate(model, loader, device=CPU, amp=False, num_classes=4)
+    assert "eval" not in capsys.readouterr().err

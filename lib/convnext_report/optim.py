@@ -8,6 +8,10 @@ names; with ``layer_decay`` one layer per stage (the model's ``group_matcher(coa
 keeps ``lr_scale`` 1 and gets ``head_weight_decay``, and the backbone's ``lr_scale`` is multiplied
 by ``backbone_lr_scale`` (differential learning rates). timm's schedulers multiply the scheduled
 lr by each group's ``lr_scale`` at every update.
+
+On CUDA the optimiser runs as one fused kernel per step where torch has a fused implementation of
+it (AdamW, SGD), else as multi-tensor ``foreach`` ops (RAdam); elsewhere torch's own defaults are
+kept (:func:`implementation_kwargs`). The parameter groups do not depend on the device.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import inspect
+
 import torch
 from timm.models import group_parameters
-from timm.optim import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
+from timm.optim import (
+    create_optimizer_v2, get_optimizer_info, param_groups_layer_decay, param_groups_weight_decay,
+)
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
@@ -26,7 +34,8 @@ from .choices import OPTIMIZERS, SCHEDULES
 from .config import TrainConfig
 from .models import is_head_param
 
-__all__ = ["build_optimizer", "build_scheduler", "current_lr", "param_groups"]
+__all__ = ["build_optimizer", "build_scheduler", "current_lr", "implementation_kwargs", "param_groups",
+           "set_implementation"]
 
 #: what each of ``choices.OPTIMIZERS`` is
 _DESCRIPTIONS: dict[str, str] = {
@@ -93,10 +102,41 @@ def param_groups(
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def implementation_kwargs(name: str, device: torch.device | str) -> dict[str, bool]:
+    """How optimiser ``name`` (one of ``choices.OPTIMIZERS``) should run on ``device``.
+
+    CUDA: ``{"fused": True}`` when torch's class of that optimiser takes ``fused``, else
+    ``{"foreach": True}``; any other device: ``{}`` (torch's defaults, as before).
+    """
+    if torch.device(device).type != "cuda":
+        return {}
+    accepted = inspect.signature(get_optimizer_info(name.lower()).opt_class).parameters
+    return {"fused": True} if "fused" in accepted else {"foreach": True}
+
+
+def set_implementation(optimizer: torch.optim.Optimizer, device: torch.device | str) -> None:
+    """Re-apply :func:`implementation_kwargs` to every group, e.g. after ``load_state_dict``
+    restored the flags of a checkpoint written on another device; a fused optimiser also gets
+    its ``step`` counters on the parameters' device (where its kernel reads them)."""
+    name = type(optimizer).__name__.lower()
+    wanted: dict[str, Any] = {"fused": None, "foreach": None}
+    wanted.update(implementation_kwargs(name, device) if name in OPTIMIZERS else {})
+    for group in optimizer.param_groups:
+        group.update({k: v for k, v in wanted.items() if k in group})
+        if group.get("fused"):
+            for param in group["params"]:
+                state = optimizer.state.get(param, {})
+                if torch.is_tensor(state.get("step")):
+                    state["step"] = state["step"].to(device=param.device, dtype=torch.float32)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, *, device: torch.device | str | None = None
+                    ) -> torch.optim.Optimizer:
     """The optimiser named by ``config.optimizer`` over :func:`param_groups` (timm's factory).
 
     ``config.momentum`` is SGD's momentum and Adam's beta1; ``config.lr`` is the head's lr.
+    ``device`` (default: where the model's first trainable parameter is) picks the
+    implementation (:func:`implementation_kwargs`).
     """
     name = config.optimizer.lower()
     if name not in OPTIMIZERS:
@@ -110,6 +150,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         layer_decay=config.layer_decay,
     )
     kwargs: dict[str, Any] = {"nesterov": True} if name == "sgd" else {"betas": (config.momentum, 0.999), "eps": 1e-8}
+    if device is None:
+        device = next((p.device for g in groups for p in g["params"]), torch.device("cpu"))
+    kwargs.update(implementation_kwargs(name, device))
     return create_optimizer_v2(groups, opt=name, lr=config.lr, momentum=config.momentum, **kwargs)
 
 

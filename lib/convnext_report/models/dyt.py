@@ -25,6 +25,8 @@ except ImportError:  # older timm
 class DynamicTanh(nn.Module):
     """``DyT(x) = weight * tanh(alpha * x) + bias`` with a learnable scalar ``alpha``.
 
+    The output has the input's dtype (bf16 stays bf16 under autocast); the parameters stay fp32.
+
     ``channels_last=True`` expects ``(..., C)`` inputs (like ``nn.LayerNorm``);
     ``False`` expects ``(B, C, H, W)`` (like timm's ``LayerNorm2d``).
     """
@@ -53,11 +55,14 @@ class DynamicTanh(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **dd))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.tanh(self.alpha * x)
+        # computed in the input's dtype: fp32 parameters (kept for the optimiser) would otherwise
+        # promote a bf16 activation under autocast to fp32; ``.to`` is free when the dtypes agree
+        alpha, weight, bias = self.alpha.to(x.dtype), self.weight.to(x.dtype), self.bias.to(x.dtype)
+        x = torch.tanh(alpha * x)
         if self.channels_last:
-            return x * self.weight + self.bias
+            return x * weight + bias
         shape = (-1,) + (1,) * (x.ndim - 2)  # broadcast over the spatial dims
-        return x * self.weight.view(shape) + self.bias.view(shape)
+        return x * weight.view(shape) + bias.view(shape)
 
     def extra_repr(self) -> str:
         return (

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..choices import DEFAULT_STEM_STRIDE, HEADS, NORMS, STEM_STRIDES
 from .dyt import convert_ln_to_dyt
+from .grn import convert_grn
 from .heads import AttentionPoolHead, check_num_heads
 from .pretrained import (
     HEAD_PREFIX, STEM_WEIGHT, create_timm_model, hub_report, is_hub_id, load_state_dict_into, read_checkpoint,
@@ -95,6 +96,9 @@ def build_model(
     - ``stem_stride``: 4 (ImageNet), 2 (the default, as in ``TrainConfig``) or 1 for small images.
     - ``pretrained``: timm id or local checkpoint; the load report is ``model.pretrained_report``.
     - ``freeze_backbone``: only ``head.*`` parameters train.
+
+    V2 models get :class:`~convnext_report.models.grn.GlobalResponseNorm` (timm's, computed in the
+    input's dtype), with timm's parameter names.
     """
     variant = get_variant(name)
     _check_choice("norm", norm, NORMS)
@@ -104,6 +108,7 @@ def build_model(
     # timm builds the network; for a hub id it also downloads and loads the weights (all but the classifier)
     model = create_timm_model(variant.name, pretrained if hub else None, num_classes=num_classes,
                     drop_path_rate=drop_path_rate, drop_rate=head_dropout)
+    model = convert_grn(model)  # V2: GRN in the input's dtype (bf16 stays bf16); same parameter names
     report = hub_report(model, pretrained) if hub else None
     if report is not None and model.stem[0].stride[0] != stem_stride:
         report["resampled"].append(f"{STEM_WEIGHT}: stem kernel resampled {tuple(model.stem[0].kernel_size)} -> "

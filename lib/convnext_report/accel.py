@@ -1,0 +1,178 @@
+"""CUDA settings and ``torch.compile`` for training, with a fallback to eager.
+
+A run on CUDA calls :func:`configure_cuda` once (cuDNN autotuner, TF32 for the fp32 matmuls and
+convolutions that autocast leaves in fp32) and wraps its modules with :func:`compile_model`.
+
+Compilation (the config key ``compile``: ``None`` means on CUDA yes, elsewhere no) uses static
+shapes (``dynamic=False``): every distinct input shape is compiled once and then reused, so the
+training loader's full batches share one graph, a partial last training batch adds one more, and
+:func:`convnext_report.engine.evaluate` pads its partial last batch to the full size (exact: every
+layer of the model is per-sample in eval mode) so evaluation adds exactly one graph per mode.
+
+``torch.compile`` is lazy: the graph is built by the first call, and the backward graph by the first
+backward. :class:`CompiledModule` catches a failure of the first compiled forward, and
+:func:`guard_first_step` one of the first training step (forward and backward); either logs the
+reason on the run's log and continues eagerly with the same parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CompiledModule", "compile_model", "configure_cuda", "describe", "guard_first_step", "is_compiled",
+    "should_compile", "synchronize",
+]
+
+_log = logging.getLogger("convnext_report.run.accel")  # a child of the run logger: lands in log.txt
+T = TypeVar("T")
+
+
+def configure_cuda(device: torch.device | str) -> dict[str, Any]:
+    """Once per run on CUDA: ``cudnn.benchmark`` (the fastest convolution algorithm per shape, found
+    on the first call of each shape) and TF32 for fp32 matmuls and convolutions. Returns what was set
+    (for the run's record); on any other device nothing is set and ``{}`` is returned."""
+    if torch.device(device).type != "cuda":
+        return {}
+    torch.backends.cudnn.benchmark = True
+    # one API only, the long-standing one: torch >= 2.9 refuses a mix of it and the per-backend
+    # ``fp32_precision`` flags (and inductor reads them while compiling)
+    try:
+        torch.set_float32_matmul_precision("high")  # TF32 (or bf16x3) for fp32 matmuls
+        if not torch.backends.cudnn.allow_tf32:  # TF32 for fp32 convolutions: torch's default
+            torch.backends.cudnn.allow_tf32 = True
+    except RuntimeError as err:  # the new API was used already: leave TF32 as it was set
+        _log.warning("TF32 left as set elsewhere (%s)", _reason(err))
+        return {"cudnn_benchmark": True}
+    return {"cudnn_benchmark": True, "float32_matmul_precision": "high", "cudnn_allow_tf32": True}
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA); nothing elsewhere."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def should_compile(enabled: bool | None, device: torch.device | str) -> bool:
+    """The ``compile`` config key: ``None`` means compile on CUDA only."""
+    return torch.device(device).type == "cuda" if enabled is None else bool(enabled)
+
+
+def _reason(err: BaseException) -> str:
+    """``Type: first line`` of the error's root cause (dynamo wraps a backend's error in its own)."""
+    root, seen = err, {id(err)}
+    while True:  # dynamo keeps the backend's error as ``inner_exception`` (or the cause)
+        inner = getattr(root, "inner_exception", None) or root.__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            break
+        root = inner
+        seen.add(id(inner))
+    lines = [line for line in str(root).strip().splitlines() if line.strip()]
+    prefix = type(err).__name__ + (f" <- {type(root).__name__}" if root is not err else "")
+    return f"{prefix}: {lines[0][:300] if lines else '(no message)'}"
+
+
+class CompiledModule(nn.Module):
+    """``module`` run through its compiled twin, or eagerly once compilation has failed.
+
+    The compiled twin is not a registered submodule: ``parameters()``, ``train()``/``eval()`` and
+    ``state_dict()`` (under the prefix ``module.``) are those of ``module`` itself. The first call in
+    each mode (training or not, with or without grad) is guarded: if it raises, the reason is logged,
+    the module falls back to eager for good and the call is answered eagerly.
+    """
+
+    def __init__(self, module: nn.Module, compiled: Callable[..., Any], *, options: str = "") -> None:
+        super().__init__()
+        self.module = module
+        self.__dict__["_compiled"] = compiled
+        self.options = options
+        self.fallback_reason: str | None = None  #: why it runs eagerly (None: still compiled)
+        self.step_verified = False  #: a whole compiled training step (forward + backward) has run
+        self._checked: set[tuple[bool, bool]] = set()
+
+    @property
+    def compiled(self) -> bool:
+        return self.__dict__["_compiled"] is not None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        compiled = self.__dict__["_compiled"]
+        if compiled is None:
+            return self.module(*args, **kwargs)
+        key = (self.module.training, torch.is_grad_enabled())
+        if key in self._checked:
+            return compiled(*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any failure of the first compiled call
+            self.fall_back(err)
+            return self.module(*args, **kwargs)
+        self._checked.add(key)
+        return out
+
+    def fall_back(self, err: BaseException) -> None:
+        """Log why and run eagerly from now on."""
+        self.fallback_reason = _reason(err)
+        self.__dict__["_compiled"] = None
+        _log.warning("torch.compile failed (%s); continuing without compilation", self.fallback_reason)
+
+    def extra_repr(self) -> str:
+        return f"compiled={self.compiled}, {self.options}" if self.compiled else f"eager: {self.fallback_reason}"
+
+
+def compile_model(
+    model: nn.Module,
+    *,
+    device: torch.device | str,
+    enabled: bool | None = None,
+    mode: str | None = None,
+    backend: str | Callable[..., Any] = "inductor",
+    dynamic: bool = False,
+) -> nn.Module:
+    """``model`` compiled with ``torch.compile`` (as a :class:`CompiledModule`), or ``model`` itself
+    when :func:`should_compile` says no or ``torch.compile`` refuses at once (reason logged).
+
+    ``mode``: torch's (``None``: its default; ``"max-autotune-no-cudagraphs"`` tunes kernels longer;
+    ``"reduce-overhead"`` adds CUDA graphs). ``dynamic=False``: static shapes (see the module doc).
+    """
+    if not should_compile(enabled, device):
+        return model
+    options = f"backend={getattr(backend, '__name__', backend)}, mode={mode or 'default'}, dynamic={dynamic}"
+    try:
+        compiled = torch.compile(model, mode=mode, backend=backend, dynamic=dynamic)
+    except Exception as err:  # noqa: BLE001 - e.g. an unsupported Python version
+        _log.warning("torch.compile unavailable (%s); training without compilation", _reason(err))
+        return model
+    return CompiledModule(model, compiled, options=options)
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` still runs compiled (a :class:`CompiledModule` that has not fallen back)."""
+    return isinstance(model, CompiledModule) and model.compiled
+
+
+def describe(model: nn.Module) -> str:
+    """One line for the log: compiled with which options, eager, or eager after a failed compile."""
+    if isinstance(model, CompiledModule):
+        return f"compiled ({model.options})" if model.compiled else f"eager (compile failed: {model.fallback_reason})"
+    return "eager"
+
+
+def guard_first_step(model: nn.Module, step: Callable[[], T], *, before_retry: Callable[[], None]) -> T:
+    """``step()`` (one forward and backward); if ``model`` is compiled and no compiled step has
+    finished yet, a failure makes it fall back to eager, then ``before_retry()`` (e.g. clear the
+    gradients of the half-done step) and ``step()`` run again. Other failures propagate."""
+    if not is_compiled(model) or model.step_verified:  # type: ignore[union-attr]
+        return step()
+    try:
+        out = step()
+    except Exception as err:  # noqa: BLE001 - e.g. the lazily compiled backward graph
+        model.fall_back(err)  # type: ignore[union-attr]
+        before_retry()
+        return step()
+    model.step_verified = is_compiled(model)  # type: ignore[union-attr]
+    return out
