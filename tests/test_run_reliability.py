@@ -171,3 +171,20 @@ def test_a_stored_normalisation_overrides_the_dataset_statistics(tiny: TrainConf
     assert normalization(tiny.replace(normalize_mean=[0.5] * 3, normalize_std=[0.25] * 3)) == ([0.5] * 3, [0.25] * 3)
     test = load_split("cifar10", "val", data_dir=tiny.data_dir, per_class=1, max_classes=1)
     assert len(test) == 1
+
+
+def test_model_ema_is_evaluated_beside_the_raw_weights_and_resumes(tiny: TrainConfig, monkeypatch) -> None:
+    ema = tiny.replace(model_ema=True, model_ema_decay=0.5, epochs=3)
+    reference = train(ema.replace(run_name="reference"))
+    assert reference.history_df["ema_val_acc"].notna().all() and reference.record["ema_final_top1"] is not None
+    assert torch.load(reference.path / CHECKPOINT_LAST, weights_only=True)["model_ema"]
+
+    def killed(row):
+        if row["epoch"] == 1:
+            raise _Killed("killed after epoch 2")
+
+    with pytest.raises(_Killed):
+        train(ema, on_epoch_end=killed)
+    resumed = train(ema.replace(resume=True))
+    np.testing.assert_allclose(resumed.history_df["ema_val_acc"], reference.history_df["ema_val_acc"], atol=1e-6)
+    assert resumed.record["ema_final_top1"] == pytest.approx(reference.record["ema_final_top1"])

@@ -115,6 +115,7 @@ def train_one_epoch(
     channels_last: bool = False,
     grad_norm: bool = True,
     time_first_step: bool = False,
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, float | None]:
     """Train ``model`` for one pass over ``loader``.
 
@@ -125,7 +126,8 @@ def train_one_epoch(
     ``grad_norm_max`` (mean and max over steps of the global gradient norm before clipping; ``None``
     when neither ``grad_norm`` nor ``grad_clip`` asks for it). ``time_first_step``: the first step
     (where ``torch.compile`` compiles) is timed on its own as ``first_step_seconds`` (one device
-    sync) and ``images_per_second`` counts the steps after it only.
+    sync) and ``images_per_second`` counts the steps after it only. ``after_step()`` runs after every
+    optimiser step (e.g. a model EMA's update).
     Nothing in a step waits for the device: losses are checked for NaN/inf every ``CHECK_EVERY``
     steps (one sync each), raising :class:`NonFiniteLossError` with the epoch and step of the first.
     A compiled model whose first step fails falls back to eager (:func:`accel.guard_first_step`).
@@ -157,6 +159,8 @@ def train_one_epoch(
             torch.maximum(norm_max, norm, out=norm_max)
         lr = current_lr(optimizer)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         if scheduler is not None:
             scheduler.step_update(num_updates=epoch * steps + step + 1)
         pending.append(loss.detach())

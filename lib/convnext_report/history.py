@@ -22,12 +22,12 @@ __all__ = ["HISTORY_COLUMNS", "HISTORY_REQUIRED", "history_frame"]
 
 #: one row per epoch, in this order, in ``history.csv``
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "lr",
-    "grad_norm", "seconds", "images_per_second",
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "ema_val_acc",
+    "lr", "grad_norm", "grad_norm_max", "seconds", "images_per_second",
 )
 #: the columns every figure and table needs
 HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-_PERCENT = ("train_acc", "val_acc", "test_acc")
+_PERCENT = ("train_acc", "val_acc", "test_acc", "ema_val_acc")
 
 
 def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:

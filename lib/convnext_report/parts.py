@@ -15,6 +15,7 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 
+from .accel import compile_model, should_compile
 from .config import TrainConfig
 from .data import DeviceLoader, ImageTensors, get_dataset_spec, load_split, make_eval_transform, make_train_transform
 from .data.subsets import holdout_split
@@ -172,21 +173,23 @@ def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: 
         _log.info("frozen backbone: features too large to cache, training through the backbone")
     train_tf = make_train_transform((mean, std), c.image_size, crop_padding=c.crop_padding, hflip=c.hflip,
                                     randaugment=c.randaugment)
-    mixing = c.mixup > 0 or c.cutmix > 0
-    train = DeviceLoader(train_data, c.batch_size, transform=train_tf, shuffle=True, drop_last=mixing,
+    # full batches only under Mixup (pairs) or torch.compile (one static shape)
+    drop_last = c.mixup > 0 or c.cutmix > 0 or should_compile(c.compile, device)
+    train = DeviceLoader(train_data, c.batch_size, transform=train_tf, shuffle=True, drop_last=drop_last,
                          device=device, seed=c.seed, rank=info.rank, world_size=info.world_size,
                          max_steps=c.max_steps_per_epoch)
     return train, val, test, False
 
 
 def wrap_model(model: nn.Module, *, fast_path: bool, info: DistInfo, compile: bool | None) -> tuple[nn.Module, nn.Module]:
-    """(module to train, module to evaluate): head-only for cached features, DDP, ``torch.compile``."""
+    """(module to train, module to evaluate): head-only for cached features, DDP, then ``torch.compile``
+    (:func:`convnext_report.accel.compile_model`: on CUDA by default, never for a head alone)."""
     if fast_path:
         model = HeadOnly(model)
     train_model, eval_model = model, model
     if info.enabled:
         ids = [info.device.index] if info.device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if compile:
-        train_model, eval_model = torch.compile(train_model), torch.compile(eval_model)
-    return train_model, eval_model
+    enabled = False if fast_path else compile
+    return (compile_model(train_model, device=info.device, enabled=enabled),
+            compile_model(eval_model, device=info.device, enabled=enabled))

@@ -11,33 +11,33 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
+from timm.utils import ModelEmaV3
+from torch import nn
+
 from . import distributed as dist_utils
+from .accel import configure_cuda, describe
 from .config import TrainConfig
 from .distributed import DistInfo
 from .engine import NonFiniteLossError, evaluate, train_one_epoch
 from .environment import environment_record, now_iso
 from .evaluation import EvalResult
+from .frozen import HeadOnly
+from .interrupts import RunTerminated, sigterm_raises
 from .models import dyt_alphas
-from .parts import build_parts, seed_everything, wrap_model
+from .optim import set_implementation
+from .parts import Parts, build_parts, seed_everything, wrap_model
 from .runfolder import (
     CHECKPOINT_BEST, CHECKPOINT_LAST, Run, RunFolder, load_checkpoint, load_run, open_folder, read_json, rng_state,
     set_rng_state,
 )
 
-__all__ = ["RunTerminated", "train"]
+__all__ = ["RunTerminated", "train"]  # RunTerminated: from .interrupts, raised through train
 
 _log = logging.getLogger("convnext_report.run")
-
-
-class RunTerminated(BaseException):
-    """The process received SIGTERM during a run (the run folder is marked failed first)."""
 
 
 def train(config: TrainConfig, *, on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> Run:
@@ -52,7 +52,7 @@ def train(config: TrainConfig, *, on_epoch_end: Callable[[dict[str, float]], Non
     folder = None
     started = False
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             folder, config, ckpt, finished = open_folder(config, info)
             if finished:
                 return load_run(folder.path)
@@ -64,24 +64,6 @@ def train(config: TrainConfig, *, on_epoch_end: Callable[[dict[str, float]], Non
         if folder is not None:
             folder.release(remove_if_new=not started)
         dist_utils.cleanup(info)
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into :class:`RunTerminated` while a run is open (main thread, default handler only)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise RunTerminated("SIGTERM")
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Session:
@@ -100,13 +82,16 @@ class _Session:
 
     def setup(self) -> None:
         c, info = self.config, self.info
+        cuda_settings = configure_cuda(info.device)
         self.parts = p = build_parts(c, info)
+        self.ema = ModelEmaV3(p.model, decay=c.model_ema_decay) if c.model_ema else None
         start = self._restore(self.ckpt) if self.ckpt is not None else 0
         self.train_model, self.eval_model = wrap_model(p.model, fast_path=p.fast_path, info=info, compile=c.compile)
         self.folder.create(c, new=self.ckpt is None)
         if self.ckpt is None:
             self.folder.write_alphas(0, dyt_alphas(p.model))
         self.record = _new_record(c, p, info, self.folder, self.start_time, self.sessions)
+        self.record.update(cuda_settings=cuda_settings, compiled=describe(self.train_model))
         _log.info("run folder %s | %s on %s: %d train / %d %s / %d test images, %d classes, %d steps/epoch | "
                   "%s (%s) x%d | %.2fM params (%.2fM trainable) | data %.1fs (%s)%s",
                   self.folder.path, c.model, c.dataset, p.num_train_images, p.num_val_images,
@@ -149,17 +134,22 @@ class _Session:
         """Train one epoch, evaluate, keep the best weights, write the epoch's files."""
         c, p = self.config, self.parts
         p.train_loader.set_epoch(epoch)
-        t_epoch = time.perf_counter()
+        t_epoch, first = time.perf_counter(), epoch == self.start_epoch
         stats = train_one_epoch(
             self.train_model, p.train_loader, p.optimizer, p.scheduler, criterion=p.criterion,
             device=self.info.device, amp=c.amp, mixup_fn=p.mixup, grad_clip=c.grad_clip, epoch=epoch,
-            progress=c.progress and self.info.is_main, channels_last=p.channels_last and not p.fast_path)
+            progress=c.progress and self.info.is_main, channels_last=p.channels_last and not p.fast_path,
+            time_first_step=first, after_step=(lambda: self.ema.update(p.model)) if self.ema else None)
+        if first:  # the first step of a session compiles (on CUDA): its time is kept apart from images/s
+            self.record.update(first_step_seconds=stats.get("first_step_seconds"), compiled=describe(self.train_model))
         val = self._evaluate(p.val_loader)
         test = val if p.test_loader is p.val_loader else self._evaluate(p.test_loader) if c.test_every_epoch else None
+        ema_val = self._evaluate(p.val_loader, self._ema_model()) if self.ema else None
         row = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val.loss,
                "val_acc": val.top1, "val_top5": val.top5, "test_loss": test.loss if test else math.nan,
-               "test_acc": test.top1 if test else math.nan, "lr": stats["lr"],
-               "grad_norm": stats.get("grad_norm", math.nan), "seconds": time.perf_counter() - t_epoch,
+               "test_acc": test.top1 if test else math.nan, "ema_val_acc": ema_val.top1 if ema_val else math.nan,
+               "lr": stats["lr"], "grad_norm": _nan_if_none(stats.get("grad_norm")),
+               "grad_norm_max": _nan_if_none(stats.get("grad_norm_max")), "seconds": time.perf_counter() - t_epoch,
                "images_per_second": stats["images_per_second"]}
         self.history.append(row)
         improved = val.top1 > self.best["val_acc"]
@@ -177,10 +167,15 @@ class _Session:
         if self.on_epoch_end is not None:
             self.on_epoch_end(dict(row))
 
-    def _evaluate(self, loader: Any) -> EvalResult:
+    def _evaluate(self, loader: Any, model: nn.Module | None = None) -> EvalResult:
         p = self.parts
-        return evaluate(self.eval_model, loader, device=self.info.device, amp=self.config.amp,
-                        class_names=p.class_names, channels_last=p.channels_last and not p.fast_path, progress=False)
+        return evaluate(model or self.eval_model, loader, device=self.info.device, amp=self.config.amp,
+                        class_names=p.class_names, channels_last=p.channels_last and not p.fast_path,
+                        progress=self.config.progress and self.info.is_main)
+
+    def _ema_model(self) -> nn.Module:
+        """The EMA's weights as the evaluation sees them (head only on cached features)."""
+        return HeadOnly(self.ema.module) if self.parts.fast_path else self.ema.module
 
     def _finish(self, stop_reason: str) -> Run:
         """Evaluate the test split with the best epoch's weights (once), write eval and record."""
@@ -200,7 +195,9 @@ class _Session:
                   self.best["epoch"] + 1, self.config.epochs, self.config.selection, result.top1, result.top5)
         self.record.update(status="finished", stop_reason=stop_reason, final_top1=result.top1,
                            final_top5=result.top5, final_loss=result.loss,
-                           peeked_top1=max(peeked) if len(peeked) == len(self.history) else None)
+                           peeked_top1=max(peeked) if len(peeked) == len(self.history) else None,
+                           ema_final_top1=self._evaluate(self.parts.test_loader, self._ema_model()).top1
+                           if self.ema else None)
         self.folder.save_eval(result)
         self._write_record(end=True)
         if self.info.is_main:
@@ -233,6 +230,7 @@ class _Session:
             "since_best": self.since_best, "history": self.history, "rng": rng_state(self.info.device),
             "elapsed": self.elapsed_before + time.perf_counter() - self.t0, "sessions": self.sessions,
             "num_classes": p.num_classes, "config": self.config.to_dict(),
+            **({"model_ema": self.ema.module.state_dict()} if self.ema else {}),
         }
 
     def _restore(self, ckpt: dict) -> int:
@@ -240,7 +238,10 @@ class _Session:
         p = self.parts
         p.model.load_state_dict(ckpt["model"])
         p.optimizer.load_state_dict(ckpt["optimizer"])
+        set_implementation(p.optimizer, self.info.device)  # fused/foreach for this device, not the saved one
         p.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt["model_ema"])
         self.history, self.best, self.since_best = list(ckpt["history"]), dict(ckpt["best"]), ckpt["since_best"]
         self.elapsed_before, self.sessions = float(ckpt["elapsed"]), int(ckpt["sessions"]) + 1
         if self.info.is_main:
@@ -250,7 +251,11 @@ class _Session:
         return int(ckpt["epoch"]) + 1
 
 
-def _new_record(config: TrainConfig, parts: Any, info: DistInfo, folder: RunFolder, start_time: str,
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _new_record(config: TrainConfig, parts: Parts, info: DistInfo, folder: RunFolder, start_time: str,
                 sessions: int) -> dict[str, Any]:
     """The record of a run that is starting (or resuming): what it is, where it runs, its data."""
     c, p = config, parts
