@@ -20,7 +20,8 @@ from convnext_report.data import DeviceLoader, get_dataset_spec, load_split, mak
 from convnext_report.data.subsets import holdout_split
 from convnext_report.engine import evaluate
 from convnext_report.parts import load_data
-from convnext_report.runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, RunFolder, rng_state, set_rng_state
+from convnext_report.resume import rng_state, set_rng_state
+from convnext_report.runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, RunFolder
 from convnext_report.training import train
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,6 @@ import fcntl
 import json
 import logging
 import os
-import random
 import secrets
 import shutil
 import sys
@@ -33,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -53,7 +51,7 @@ _LOCK = ".lock"
 
 __all__ = [
     "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "Run", "RunFolder", "load_checkpoint",
-    "load_run", "open_folder", "rng_state", "set_rng_state",
+    "load_run", "open_folder",
 ]
 
 #: config keys a resumed run takes from the passed config instead of the saved one
@@ -270,30 +268,6 @@ def _attach_log(file: Path, *, stdout: bool) -> list[logging.Handler]:
     _log.setLevel(logging.INFO)
     _log.propagate = False
     return handlers
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Python, NumPy, torch and (on CUDA) this device's generator states, as plain types and tensors.
-
-    Only the run's own CUDA device: a checkpoint written on a machine with more GPUs resumes on one
-    with fewer."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
-             "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """Restore what :func:`rng_state` saved (the CUDA state onto ``device``, when both are CUDA)."""
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda")
-    if cuda is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda, device)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -28,12 +28,19 @@ from .evaluation import EvalResult
 from .frozen import HeadOnly
 from .interrupts import RunTerminated, sigterm_raises
 from .models import dyt_alphas
-from .optim import set_implementation
-from .parts import Parts, build_parts, seed_everything, wrap_model
+from .parts import Parts, build_parts, wrap_model
+from .resume import checkpoint, restore
 from .runfolder import (
-    CHECKPOINT_BEST, CHECKPOINT_LAST, Run, RunFolder, load_checkpoint, load_run, open_folder, read_json, rng_state,
-    set_rng_state,
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    Run,
+    RunFolder,
+    load_checkpoint,
+    load_run,
+    open_folder,
+    read_json,
 )
+from .selection import Selection
 
 __all__ = ["RunTerminated", "train"]  # RunTerminated: from .interrupts, raised through train
 
@@ -75,17 +82,18 @@ class _Session:
         self.t0 = time.perf_counter()
         # a resumed run keeps the start time of its first session
         self.start_time = (read_json(folder.path / "record.json").get("start_time") if ckpt else None) or now_iso()
-        self.history: list[dict[str, float]] = []
-        self.best_test: EvalResult | None = None  # the test split at the best epoch, if evaluated in this session
-        self.best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_top5": None, "val_loss": None}
-        self.since_best, self.elapsed_before, self.sessions = 0, 0.0, 1
+        self.selection = Selection()
+        self.elapsed_before, self.sessions = 0.0, 1
 
     def setup(self) -> None:
         c, info = self.config, self.info
         cuda_settings = configure_cuda(info.device)
         self.parts = p = build_parts(c, info)
         self.ema = ModelEmaV3(p.model, decay=c.model_ema_decay) if c.model_ema else None
-        start = self._restore(self.ckpt) if self.ckpt is not None else 0
+        start = 0
+        if self.ckpt is not None:
+            start, self.elapsed_before, self.sessions = restore(self.ckpt, p, self.selection, self.ema, config=c,
+                                                                info=info)
         self.train_model, self.eval_model = wrap_model(p.model, fast_path=p.fast_path, info=info, compile=c.compile)
         self.folder.create(c, new=self.ckpt is None)
         if self.ckpt is None:
@@ -101,8 +109,9 @@ class _Session:
                   "from cache" if p.data_from_cache else "decoded",
                   " | frozen backbone: features cached once" if p.fast_path else "")
         if start:
+            best = self.selection.best
             _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, val_acc %.4f)", start + 1, c.epochs,
-                      self.best["epoch"] + 1, c.epochs, self.best["val_acc"])
+                      best["epoch"] + 1, c.epochs, best["val_acc"])
         self.start_epoch = start
 
     def loop(self) -> Run:
@@ -112,14 +121,14 @@ class _Session:
         try:
             for epoch in range(self.start_epoch, c.epochs):
                 self._epoch(epoch)
-                if c.early_stopping_patience is not None and self.since_best >= c.early_stopping_patience:
+                if self.selection.should_stop(c.early_stopping_patience):
                     stop_reason = "early_stopping"
                     _log.info("early stopping: no val_acc improvement for %d epochs (best epoch %d/%d)",
-                              c.early_stopping_patience, self.best["epoch"] + 1, c.epochs)
+                              c.early_stopping_patience, self.selection.best["epoch"] + 1, c.epochs)
                     break
             return self._finish(stop_reason)
         except NonFiniteLossError as err:
-            last = self.history[-1]["epoch"] if self.history else None
+            last = self.selection.history[-1]["epoch"] if self.selection.history else None
             kept = (f"{self.folder.path / CHECKPOINT_LAST} (epoch {last} (0-based), the last good epoch) was kept"
                     if last is not None else "no epoch had finished, so there is no checkpoint")
             self._fail("non_finite_loss", f"{err}; {kept}")
@@ -151,13 +160,10 @@ class _Session:
                "lr": stats["lr"], "grad_norm": _nan_if_none(stats.get("grad_norm")),
                "grad_norm_max": _nan_if_none(stats.get("grad_norm_max")), "seconds": time.perf_counter() - t_epoch,
                "images_per_second": stats["images_per_second"]}
-        self.history.append(row)
-        improved = val.top1 > self.best["val_acc"]
-        if improved:
-            self.best = {"epoch": epoch, "val_acc": val.top1, "val_top5": val.top5, "val_loss": val.loss}
-            self.best_test = test
-        self.since_best = 0 if improved else self.since_best + 1
-        self.folder.save_epoch(self._checkpoint(epoch), self.history, improved)
+        improved = self.selection.add(row, val, test)
+        state = checkpoint(p, self.selection, self.ema, epoch=epoch, config=c, device=self.info.device,
+                           elapsed=self.elapsed_before + time.perf_counter() - self.t0, sessions=self.sessions)
+        self.folder.save_epoch(state, self.selection.history, improved)
         self.folder.write_alphas(epoch + 1, dyt_alphas(p.model))
         self._write_record()
         _log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f top5 %.4f | lr %.2e | "
@@ -180,22 +186,22 @@ class _Session:
     def _finish(self, stop_reason: str) -> Run:
         """Evaluate the test split with the best epoch's weights (once), write eval and record."""
         dist_utils.barrier()
-        result = self.best_test
+        sel = self.selection
+        result = sel.best_test
         if result is None:
             best = load_checkpoint(self.folder.path / CHECKPOINT_BEST, map_location=self.info.device)
-            if best["epoch"] != self.best["epoch"]:
+            if best["epoch"] != sel.best["epoch"]:
                 raise RuntimeError(f"{self.folder.path / CHECKPOINT_BEST} holds epoch {best['epoch']}, not the best "
-                                   f"epoch {self.best['epoch']}: the folder was changed by hand; train the run again")
+                                   f"epoch {sel.best['epoch']}: the folder was changed by hand; train the run again")
             self.parts.model.load_state_dict(best["model"])
             result = self._evaluate(self.parts.test_loader)
         rows = self.parts.test_rows
         result.split_rows = rows.numpy() if rows is not None else None
-        peeked = [h["test_acc"] for h in self.history if not math.isnan(h["test_acc"])]
         _log.info("best epoch %d/%d (by %s): test top1 %.4f top5 %.4f (evaluated once, with its weights)",
-                  self.best["epoch"] + 1, self.config.epochs, self.config.selection, result.top1, result.top5)
+                  sel.best["epoch"] + 1, self.config.epochs, self.config.selection, result.top1, result.top5)
         self.record.update(status="finished", stop_reason=stop_reason, final_top1=result.top1,
                            final_top5=result.top5, final_loss=result.loss,
-                           peeked_top1=max(peeked) if len(peeked) == len(self.history) else None,
+                           peeked_top1=sel.peeked_top1(),
                            ema_final_top1=self._evaluate(self.parts.test_loader, self._ema_model()).top1
                            if self.ema else None)
         self.folder.save_eval(result)
@@ -203,8 +209,8 @@ class _Session:
         if self.info.is_main:
             _log.info("finished (%s): %s", stop_reason, self.folder.path)
         dist_utils.barrier()
-        return Run(path=self.folder.path, config=self.config, history=list(self.history), record=dict(self.record),
-                   best=dict(self.best), _eval=result)
+        return Run(path=self.folder.path, config=self.config, history=list(sel.history), record=dict(self.record),
+                   best=dict(sel.best), _eval=result)
 
     def _fail(self, reason: str, message: str) -> None:
         self.record.update(status="failed", stop_reason=reason, error=message)
@@ -213,42 +219,14 @@ class _Session:
 
     def _write_record(self, end: bool = False) -> None:
         wall = self.elapsed_before + time.perf_counter() - self.t0
-        self.record.update(wall_time_seconds=wall, best_epoch=self.best["epoch"],
-                           best_val_top1=self.best["val_acc"] if self.best["epoch"] >= 0 else None,
-                           best_val_top5=self.best["val_top5"], best_val_loss=self.best["val_loss"],
-                           epochs_run=len(self.history))
+        best = self.selection.best
+        self.record.update(wall_time_seconds=wall, best_epoch=best["epoch"],
+                           best_val_top1=best["val_acc"] if best["epoch"] >= 0 else None,
+                           best_val_top5=best["val_top5"], best_val_loss=best["val_loss"],
+                           epochs_run=len(self.selection.history))
         if end:
             self.record["end_time"] = now_iso()
         self.folder.write_record(self.record)
-
-    def _checkpoint(self, epoch: int) -> dict[str, Any]:
-        """Everything a resumed run needs after epoch ``epoch`` (0-based)."""
-        p = self.parts
-        return {
-            "model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(),
-            "scheduler": p.scheduler.state_dict(), "epoch": epoch, "best": self.best,
-            "since_best": self.since_best, "history": self.history, "rng": rng_state(self.info.device),
-            "elapsed": self.elapsed_before + time.perf_counter() - self.t0, "sessions": self.sessions,
-            "num_classes": p.num_classes, "config": self.config.to_dict(),
-            **({"model_ema": self.ema.module.state_dict()} if self.ema else {}),
-        }
-
-    def _restore(self, ckpt: dict) -> int:
-        """Load a checkpoint into model/optimizer/scheduler; the (0-based) epoch to continue at."""
-        p = self.parts
-        p.model.load_state_dict(ckpt["model"])
-        p.optimizer.load_state_dict(ckpt["optimizer"])
-        set_implementation(p.optimizer, self.info.device)  # fused/foreach for this device, not the saved one
-        p.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt["model_ema"])
-        self.history, self.best, self.since_best = list(ckpt["history"]), dict(ckpt["best"]), ckpt["since_best"]
-        self.elapsed_before, self.sessions = float(ckpt["elapsed"]), int(ckpt["sessions"]) + 1
-        if self.info.is_main:
-            set_rng_state(ckpt["rng"], self.info.device)
-        else:
-            seed_everything(self.config.seed + self.info.rank + 7919 * (ckpt["epoch"] + 1))
-        return int(ckpt["epoch"]) + 1
 
 
 def _nan_if_none(value: float | None) -> float:
