@@ -128,3 +128,20 @@ def test_dataset_summary(data_root):
     assert tiny["source"].endswith("tiny-imagenet-32/data")
     c10 = dataset_summary("cifar10", data_root)
     assert c10["splits"] == {"train": 50_000, "val": 10_000} and c10["hub_id"] == "uoft-cs/cifar10"
+
+
+def test_local_parquet_needs_no_datasets_package(monkeypatch, tmp_path, data_root):
+    """The GPU machine has no ``datasets``: local shards are read with pyarrow alone."""
+    import sys
+
+    from convnext_report.data import class_names
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` now raises ImportError
+    with pytest.raises(ImportError):
+        import datasets as _  # noqa: F401
+    split = load_split("cifar100", "val", data_dir=data_root, per_class=2, cache_dir=tmp_path)
+    assert split.images.shape == (200, 3, 32, 32) and not split.from_cache
+    assert split.class_names[:2] == ["apple", "aquarium_fish"]  # ClassLabel names from the schema metadata
+    assert sorted(torch.bincount(split.labels).tolist()) == [2] * 100
+    assert class_names("tiny-imagenet-32", data_root, readable=False)[0] == "n01443537"
+    assert dataset_summary("cifar10", data_root)["splits"] == {"train": 50_000, "val": 10_000}

@@ -57,5 +57,5 @@ def class_names(
     """Class names in label order (``readable=False``: the raw ``ClassLabel`` names, e.g. wnids)."""
     spec = get_dataset_spec(dataset)
     source = split_source(spec, "train", data_dir)
-    names = list(source.features()[spec.label_column].names)
+    names = source.label_names() or [str(i) for i in range(spec.num_classes)]
     return readable_names(spec, names, resolve_data_root(data_dir)) if readable else names

@@ -25,7 +25,7 @@ from .classnames import readable_names
 from .cache import cache_key, cache_root, file_sha256, load_entry, save_entry
 from .decode import CorruptImageError, decode_images
 from .registry import get_dataset_spec
-from .sources import SplitSource, split_source
+from .sources import SplitData, SplitSource, split_source
 from .subsets import select_rows
 
 __all__ = ["ImageTensors", "dataset_summary", "load_split"]
@@ -106,7 +106,7 @@ def load_split(
     ds = None
     if source.is_hub:
         ds = source.load()
-        key = cache_key(_FORMAT, spec.name, split, spec.native_size, spec.hub_id, ds._fingerprint)
+        key = cache_key(_FORMAT, spec.name, split, spec.native_size, spec.hub_id, ds.fingerprint)
     else:
         key = cache_key(_FORMAT, spec.name, split, spec.native_size, *(file_sha256(f, root) for f in source.files))
     folder = root / "decoded" / spec.name
@@ -114,7 +114,7 @@ def load_split(
     num_rows = _num_rows(source, ds)
     cached = _cached_labels(labels_path, num_rows, spec.num_classes)
     if cached is None:
-        ds = ds if ds is not None else source.load(root / "hf-datasets")
+        ds = ds if ds is not None else source.load()
         labels, label_names = _source_labels(source, ds)
     else:
         labels, label_names = cached
@@ -128,11 +128,11 @@ def load_split(
         path = folder / f"{split}-{key}-rows{cache_key(rows.numpy().tobytes().hex())}.pt"
         images = _cached_images(path, len(rows), spec.native_size)
         if images is None:
-            ds = ds if ds is not None else source.load(root / "hf-datasets")
+            ds = ds if ds is not None else source.load()
             images, from_cache = _decode(source, ds, rows), False
             save_entry(images, path, format=_FORMAT)
     else:
-        ds = ds if ds is not None else source.load(root / "hf-datasets")
+        ds = ds if ds is not None else source.load()
         images, from_cache = _decode(source, ds, None), False
         save_entry(images, full_path, format=_FORMAT)
         images = images if rows is None else images[rows]
@@ -153,7 +153,7 @@ def load_split(
     )
 
 
-def _num_rows(source: SplitSource, ds) -> int:
+def _num_rows(source: SplitSource, ds: SplitData | None) -> int:
     """Rows of the split: the loaded hub dataset's, else the sum over the parquet footers."""
     if ds is not None:
         return len(ds)
@@ -186,10 +186,10 @@ def _cached_labels(path: Path, num_rows: int, num_classes: int) -> tuple[torch.T
     return None
 
 
-def _source_labels(source: SplitSource, ds) -> tuple[torch.Tensor, list[str]]:
+def _source_labels(source: SplitSource, ds: SplitData) -> tuple[torch.Tensor, list[str]]:
     """Labels (int64) and raw class names of a split; missing or out-of-range labels are errors."""
     spec = source.spec
-    column = ds.data.column(spec.label_column)
+    column = ds.column(spec.label_column)
     if not pa.types.is_integer(column.type):
         raise _bad_label(source, 0, f"of type {column.type}", "integer class ids")
     if column.null_count:
@@ -199,8 +199,7 @@ def _source_labels(source: SplitSource, ds) -> tuple[torch.Tensor, list[str]]:
     row = _first_bad_label(labels, spec.num_classes)
     if row is not None:
         raise _bad_label(source, row, str(int(labels[row])), f"a class id in 0..{spec.num_classes - 1}")
-    feature = ds.features[spec.label_column]
-    return labels, list(getattr(feature, "names", None) or map(str, range(spec.num_classes)))
+    return labels, list(ds.label_names or map(str, range(spec.num_classes)))
 
 
 def _first_bad_label(labels: torch.Tensor, num_classes: int) -> int | None:
@@ -227,9 +226,9 @@ def _fix_hint(source: SplitSource) -> str:
     return "re-download or replace the file (compare it with SHA256SUMS if you have one)"
 
 
-def _decode(source: SplitSource, ds, rows: torch.Tensor | None) -> torch.Tensor:
+def _decode(source: SplitSource, ds: SplitData, rows: torch.Tensor | None) -> torch.Tensor:
     spec = source.spec
-    column = ds.data.column(spec.image_column)
+    column = ds.column(spec.image_column)
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     blobs = column.field("bytes")
     if rows is not None:

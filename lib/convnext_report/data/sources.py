@@ -2,26 +2,26 @@
 
 The data root is, in order: the ``data_dir`` argument, ``$CONVNEXT_REPORT_DATA``, else the hub
 (``data_dir="hub"`` forces the hub). A local root holds ``<root>/<spec.local_subdir>/<split>-*.parquet``
-in the hub's schema, read with ``datasets.load_dataset("parquet", data_files=...)``; the hub is
-read with ``datasets.load_dataset(spec.hub_id, split=...)``. ``datasets`` takes seconds to import,
-so it is imported where a split is actually read, not when this module is.
+in the hub's schema, read with pyarrow alone (labels from the label column, class names from the
+``ClassLabel`` in the schema's ``huggingface`` metadata), so local data needs no ``datasets``
+package. The hub is read with ``datasets.load_dataset(spec.hub_id, split=...)``; ``datasets`` is
+imported only on that path (it takes seconds to import and a machine may not have it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .registry import DatasetSpec, get_dataset_spec
 
-__all__ = ["DATA_ENV", "DatasetUnavailableError", "HUB", "SplitSource", "hub_offline", "open_split", "resolve_data_root", "split_source"]
-
-if TYPE_CHECKING:  # pragma: no cover
-    import datasets
+__all__ = ["DATA_ENV", "DatasetUnavailableError", "HUB", "SplitData", "SplitSource", "hub_offline", "open_split",
+           "resolve_data_root", "split_source"]
 
 DATA_ENV = "CONVNEXT_REPORT_DATA"
 HUB = "hub"  #: pass ``data_dir="hub"`` to read from the hub even when $CONVNEXT_REPORT_DATA is set
@@ -56,9 +56,27 @@ def hub_offline() -> bool:
     """Whether Hugging Face is in offline mode (environment or ``datasets.config``)."""
     if any(os.environ.get(k, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for k in _OFFLINE_ENV):
         return True
-    import datasets  # slow to import: see the module docstring
+    try:
+        import datasets  # only the hub needs it: see the module docstring
+    except ImportError:
+        return False
 
     return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """A split's columns as an arrow table (the image column left encoded: ``struct<bytes, path>``)."""
+
+    table: pa.Table
+    label_names: list[str] | None  #: the label column's ``ClassLabel`` names, if known
+    fingerprint: str | None = None  #: the hub dataset's fingerprint (its cache key); None for local files
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table.column(name)
 
 
 @dataclass(frozen=True)
@@ -100,38 +118,25 @@ class SplitSource:
             start += n
         return str(self.files[-1]), row - start
 
-    def load(self, cache_dir: str | os.PathLike | None = None) -> "datasets.Dataset":
-        """The split as a ``datasets.Dataset`` with the image column left encoded (bytes)."""
-        import datasets  # slow to import: see the module docstring
-
+    def load(self) -> SplitData:
+        """The split's image and label columns; local shards through pyarrow, the hub through ``datasets``."""
         if self.is_hub:
-            ds = _load_hub(self.spec, self.split_name)
-        else:
-            quiet = not datasets.utils.are_progress_bars_disabled()
-            if quiet:  # a local parquet load takes a second: no "Generating split" bars in notebooks
-                datasets.disable_progress_bars()
-            try:
-                ds = datasets.load_dataset(
-                    "parquet",
-                    data_files={self.split_name: [str(f) for f in self.files]},
-                    split=self.split_name,
-                    cache_dir=None if cache_dir is None else str(cache_dir),
-                )
-            finally:
-                if quiet:
-                    datasets.enable_progress_bars()
-        return ds.cast_column(self.spec.image_column, datasets.Image(decode=False))
+            return _load_hub(self.spec, self.split_name)
+        columns = [self.spec.image_column, self.spec.label_column]
+        table = pa.concat_tables([pq.read_table(f, columns=columns) for f in self.files])
+        return SplitData(table, self.label_names())
 
-    def features(self) -> "datasets.Features":
-        """Column features (ClassLabel names) without reading the images."""
-        import datasets  # slow to import: see the module docstring
-
+    def label_names(self) -> list[str] | None:
+        """The label column's ``ClassLabel`` names (local: from the parquet schema, no image is read)."""
         if self.is_hub:
+            import datasets  # only the hub needs it: see the module docstring
+
             try:
-                return datasets.load_dataset_builder(self.spec.hub_id).info.features
+                features = datasets.load_dataset_builder(self.spec.hub_id).info.features
             except Exception as err:  # offline, no network, not cached
                 raise _hub_error(self.spec, err) from err
-        return datasets.Features.from_arrow_schema(pq.read_schema(self.files[0]))
+            return list(getattr(features[self.spec.label_column], "names", None) or []) or None
+        return _schema_label_names(pq.read_schema(self.files[0]), self.spec.label_column)
 
 
 def split_source(
@@ -159,19 +164,37 @@ def open_split(
     dataset: str | DatasetSpec,
     split: str,
     data_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> "datasets.Dataset":
-    """The split as a ``datasets.Dataset`` (image column encoded), local or from the hub."""
-    return split_source(dataset, split, data_dir).load(cache_dir)
+) -> SplitData:
+    """The split's columns (image column encoded), local or from the hub."""
+    return split_source(dataset, split, data_dir).load()
 
 
-def _load_hub(spec: DatasetSpec, split_name: str) -> "datasets.Dataset":
-    import datasets  # slow to import: see the module docstring
+def _schema_label_names(schema: pa.Schema, column: str) -> list[str] | None:
+    """``ClassLabel`` names of ``column`` from the ``huggingface`` metadata a hub export writes."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        feature = json.loads(raw)["info"]["features"][column]
+    except (ValueError, KeyError, TypeError):
+        return None
+    names = feature.get("names") if isinstance(feature, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def _load_hub(spec: DatasetSpec, split_name: str) -> SplitData:
+    import datasets  # only the hub needs it: see the module docstring
 
     try:
-        return datasets.load_dataset(spec.hub_id, split=split_name)
+        ds = datasets.load_dataset(spec.hub_id, split=split_name)
     except Exception as err:  # ConnectionError, offline cache miss, hub errors
         raise _hub_error(spec, err) from err
+    ds = ds.cast_column(spec.image_column, datasets.Image(decode=False))
+    if getattr(ds, "_indices", None) is not None:  # a selected/shuffled view: materialise its rows
+        ds = ds.flatten_indices()
+    feature = ds.features[spec.label_column]
+    names = list(getattr(feature, "names", None) or []) or None
+    return SplitData(ds.data.table, names, ds._fingerprint)
 
 
 def _hub_error(spec: DatasetSpec, err: Exception) -> DatasetUnavailableError:
