@@ -125,6 +125,30 @@ def test_eval_result_metrics_and_files(tmp_path) -> None:
     assert {"top1", "top5", "loss", "per_class_accuracy", "class_names"} <= set(r.summary())
 
 
+def test_eval_files_are_compact(tmp_path) -> None:
+    r = _result()
+    r.split_rows = np.arange(8) + 40_000
+    r.save(tmp_path)
+    with np.load(tmp_path / "eval.npz") as z:
+        assert "confusion_matrix" not in z.files
+        assert z["labels"].dtype == z["top5_predictions"].dtype == z["indices"].dtype == np.uint8
+        assert z["split_rows"].dtype == np.uint16 and z["confidence"].dtype == np.float16
+    back = EvalResult.load(tmp_path)
+    assert back.labels.dtype == np.int64 and back.split_rows.tolist() == r.split_rows.tolist()
+    np.testing.assert_allclose(back.confidence, r.confidence, atol=1e-3)
+
+
+def test_eval_load_reads_the_older_int64_files(tmp_path) -> None:
+    r = _result()
+    r.save(tmp_path)
+    np.savez_compressed(tmp_path / "eval.npz", labels=r.labels, predictions=r.predictions,
+                        top5_predictions=r.top5_predictions, confidence=r.confidence, indices=r.indices,
+                        confusion_matrix=r.confusion_matrix)
+    back = EvalResult.load(tmp_path)
+    np.testing.assert_array_equal(back.confusion_matrix, r.confusion_matrix)
+    assert back.split_rows is None and back.top1 == r.top1
+
+
 def test_pick_samples_and_first_classes() -> None:
     r = _result()
     picks = pick_samples(r, n_correct=3, n_wrong=8, seed=1)

@@ -57,8 +57,9 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     assert run.best["epoch"] == best and run.best["val_acc"] == pytest.approx(history["val_acc"].max())
     assert ev["top1"] == pytest.approx(history.loc[best, "test_acc"]) == pytest.approx(record["final_top1"])
     assert record["peeked_top1"] == pytest.approx(history["test_acc"].max())
-    with np.load(run.path / "eval.npz") as z:
-        assert z["confusion_matrix"].shape == (4, 4) and len(z["predictions"]) == 32
+    with np.load(run.path / "eval.npz") as z:  # compact: no stored confusion matrix (recomputed on load)
+        assert "confusion_matrix" not in z.files and len(z["predictions"]) == 32
+    assert run.eval.confusion_matrix.shape == (4, 4)
     assert "run folder" in (run.path / "log.txt").read_text()
 
     again = load_run(run.path)

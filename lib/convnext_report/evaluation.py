@@ -93,38 +93,56 @@ class EvalResult:
         }
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``eval.json`` (numbers) and ``eval.npz`` (arrays for figures) into ``folder``."""
+        """Write ``eval.json`` (numbers) and ``eval.npz`` (arrays for figures) into ``folder``.
+
+        The arrays are compact (a result store keeps them): the smallest unsigned integer type for
+        labels, predictions, top-5 classes and rows, float16 confidences, compressed; the confusion
+        matrix is not stored (it is recomputed from labels and predictions).
+        """
         folder = Path(folder)
         write_json_atomic(folder / EVAL_JSON, self.summary())
+        classes = max(self.num_classes, 1)
         arrays = {
-            "labels": self.labels,
-            "predictions": self.predictions,
-            "top5_predictions": self.top5_predictions,
-            "confidence": self.confidence,
-            "indices": self.indices,
-            "confusion_matrix": self.confusion_matrix,
+            "labels": _compact(self.labels, classes),
+            "predictions": _compact(self.predictions, classes),
+            "top5_predictions": _compact(self.top5_predictions, classes),
+            "confidence": np.asarray(self.confidence, dtype=np.float16),
+            "indices": _compact(self.indices),
         }
         if self.split_rows is not None:
-            arrays["split_rows"] = np.asarray(self.split_rows)
+            arrays["split_rows"] = _compact(self.split_rows)
         # np.savez appends ".npz" to names without it, so write through an open file
         atomic_write(folder / EVAL_NPZ, lambda p: _savez(p, arrays))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "EvalResult":
-        """Read what :meth:`save` wrote."""
+        """Read what :meth:`save` wrote (compact files and the older int64/float32 ones alike)."""
         folder = Path(folder)
         summary = json.loads((folder / EVAL_JSON).read_text())
         with np.load(folder / EVAL_NPZ) as z:
+            top5 = z["top5_predictions"].astype(np.int64)
             return cls(
-                labels=z["labels"],
-                predictions=z["predictions"],
-                top5_predictions=z["top5_predictions"],
-                confidence=z["confidence"],
+                labels=z["labels"].astype(np.int64),
+                predictions=z["predictions"].astype(np.int64) if "predictions" in z.files else top5[:, 0].copy(),
+                top5_predictions=top5,
+                confidence=z["confidence"].astype(np.float32),
                 loss=float(summary["loss"]),
                 class_names=list(summary["class_names"]),
-                indices=z["indices"],
-                split_rows=z["split_rows"] if "split_rows" in z.files else None,
+                indices=z["indices"].astype(np.int64),
+                split_rows=z["split_rows"].astype(np.int64) if "split_rows" in z.files else None,
             )
+
+
+def _compact(values: np.ndarray, bound: int | None = None) -> np.ndarray:
+    """``values`` (non-negative integers) in the smallest unsigned type holding them (and ``bound - 1``)."""
+    values = np.asarray(values)
+    top = max(int(values.max()) if values.size else 0, (bound or 1) - 1)
+    if values.size and int(values.min()) < 0:
+        return values.astype(np.int64)
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype)
+    return values.astype(np.int64)
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
