@@ -50,13 +50,15 @@ ALPHA_FILE = "dyt_alpha.csv"
 _LOCK = ".lock"
 
 __all__ = [
-    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "Run", "RunFolder", "load_checkpoint",
-    "load_run", "open_folder",
+    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "STORE_MARKER", "Run", "RunFolder",
+    "load_checkpoint", "load_run", "open_folder",
 ]
 
 #: config keys a resumed run takes from the passed config instead of the saved one
 RUNTIME_KEYS = ("resume", "progress", "verbose", "device", "compile", "data_dir", "out_dir", "run_name")
 CHECKPOINT_LAST, CHECKPOINT_BEST = "checkpoint_last.pt", "checkpoint_best.pt"
+#: file marking a copy of a run's small files without weights (an entry of the book's result store)
+STORE_MARKER = "store.json"
 
 _log = logging.getLogger("convnext_report.run")
 
@@ -92,6 +94,11 @@ class Run:
         """The model with the weights of ``checkpoint_<which>.pt`` ("best" or "last"), in eval mode."""
         if which not in ("best", "last"):
             raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+        if (self.path / STORE_MARKER).is_file() and not (self.path / f"checkpoint_{which}.pt").is_file():
+            raise FileNotFoundError(
+                f"{self.path} is a stored run: the result store keeps a run's small files (config, history, "
+                "evaluation, predictions), never its weights. Train the run again to get a model, e.g. "
+                f"`python -m convnext_report train --config {self.path / 'config.yaml'}`.")
         ckpt = load_checkpoint(self.path / f"checkpoint_{which}.pt")
         model = build_model_from_config(self.config.replace(pretrained=None), ckpt["num_classes"])
         model.load_state_dict(ckpt["model"])

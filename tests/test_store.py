@@ -1,0 +1,175 @@
+"""The result store: keys, pretrained identity, entries (round trip, no weights, size), layers, publishing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from convnext_report.config import TrainConfig, save_config
+from convnext_report.evaluation import EvalResult
+from convnext_report.history import HISTORY_COLUMNS
+from convnext_report.report import keys, paths, store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _folders(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
+    for name in (paths.PUBLISH_ENV, paths.SMOKE_ENV, "CONVNEXT_REPORT_TRAIN", "CONVNEXT_REPORT_DEADLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def finished_run(folder: Path, config: TrainConfig, *, n_val: int = 40, classes: int = 4, epochs: int = 3) -> Path:
+    """A run folder as ``training.train`` leaves it: small files, eval arrays and two checkpoints."""
+    folder.mkdir(parents=True)
+    save_config(config, folder / "config.yaml")
+    rng = np.random.default_rng(0)
+    history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "train_acc": 0.3 + 0.01 * e, "val_loss": 2.1,
+                "val_acc": 0.25 + 0.01 * e, "val_top5": 0.6, "lr": 1e-3, "seconds": 12.5,
+                "images_per_second": 4000.0} for e in range(epochs)]
+    pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(folder / "history.csv", index=False)
+    record = {"status": "finished", "stop_reason": "epochs", "device": "cuda:0", "device_name": "NVIDIA H100",
+              "end_time": "2026-11-20T10:00:00+00:00", "wall_time_seconds": 37.5, "best_epoch": epochs - 1,
+              "best_val_top1": 0.27, "git": {"commit": "abc"}, "class_names": [f"c{i}" for i in range(classes)]}
+    (folder / "record.json").write_text(json.dumps(record))
+    labels = rng.integers(0, classes, n_val)
+    top5 = np.stack([rng.permutation(classes)[:min(5, classes)] for _ in range(n_val)])
+    EvalResult(labels=labels, predictions=top5[:, 0], top5_predictions=top5, confidence=rng.random(n_val),
+               loss=2.0, class_names=[f"c{i}" for i in range(classes)]).save(folder)
+    (folder / "log.txt").write_text("epoch 1/3 ...\n" * epochs)
+    (folder / "dyt_alpha.csv").write_text("epoch,layer,alpha\n0,stem.1,0.5\n")
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+        torch.save({"model": {"w": torch.ones(3)}}, folder / name)
+    (folder / "weights.safetensors").write_bytes(b"\0" * 64)
+    return folder
+
+
+# ---------------------------------------------------------------- keys
+
+
+def test_same_config_same_key_runtime_keys_ignored():
+    a = TrainConfig(lr=1e-3)
+    runtime = dict(device="cuda", progress=False, out_dir="/elsewhere", run_name="x", resume=True,
+                   data_dir="/data", compile=True, extra={"label": "other"})
+    assert keys.run_key(a) == keys.run_key(TrainConfig(lr=1e-3)) == keys.run_key(a.replace(**runtime))
+    assert len(keys.run_key(a)) == 64
+
+
+@pytest.mark.parametrize("change", [dict(lr=3e-3), dict(seed=1), dict(epochs=31), dict(norm="dyt"),
+                                    dict(max_steps_per_epoch=3), dict(amp=False)])
+def test_a_changed_config_is_a_new_key(change):
+    assert keys.run_key(TrainConfig()) != keys.run_key(TrainConfig(**change))
+
+
+def test_a_bumped_store_version_is_a_new_key(monkeypatch):
+    before = keys.run_key(TrainConfig())
+    monkeypatch.setattr(keys, "STORE_VERSION", keys.STORE_VERSION + 1)
+    assert keys.run_key(TrainConfig()) != before
+
+
+def test_pretrained_identity(tmp_path):
+    assert keys.pretrained_identity(TrainConfig()) is None
+    assert keys.pretrained_identity(TrainConfig(pretrained="convnext_tiny.fb_in1k")) == "timm:convnext_tiny.fb_in1k"
+    # a backbone exported by chapter 3: the store key of its run, wherever the file is
+    for where in ("here", "there"):
+        (tmp_path / where).mkdir()
+        torch.save({"model": {"w": torch.ones(1) * (where == "here")}}, tmp_path / where / "bb.pt")
+        (tmp_path / where / "bb.json").write_text(json.dumps({"store_key": "k" * 64}))
+    a, b = (TrainConfig(pretrained=str(tmp_path / w / "bb.pt")) for w in ("here", "there"))
+    assert keys.pretrained_identity(a) == f"run:{'k' * 64}" and keys.run_key(a) == keys.run_key(b)
+    # any other file: its sha256 (same bytes, same key; other bytes, another key)
+    (tmp_path / "here" / "bb.json").unlink()
+    (tmp_path / "there" / "bb.json").unlink()
+    assert keys.pretrained_identity(a).startswith("sha256:") and keys.run_key(a) != keys.run_key(b)
+    # the tag the transfer chapters set wins (the weights may be on another machine)
+    tagged = TrainConfig(pretrained="/nowhere/bb.pt", extra={keys.IDENTITY_TAG: "run:abc"})
+    assert keys.pretrained_identity(tagged) == "run:abc"
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        keys.run_key(TrainConfig(pretrained="/nowhere/bb.pt"))
+
+
+# ---------------------------------------------------------------- entries
+
+
+def test_round_trip_keeps_every_small_file_and_no_weights(tmp_path):
+    config = TrainConfig(lr=1e-3, data_dir="/gpu/machine/data", out_dir=str(tmp_path / "runs"), run_name="r")
+    folder = finished_run(tmp_path / "runs" / "r", config)
+    key = keys.run_key(config)
+    entry = store.put(folder, key=key, chapter="06_x", label="a / b", seed=0, smoke=False)
+    assert entry.path == tmp_path / "runs" / "results" / "06_x" / f"a_b-s0-{key[:8]}"  # not publishing: local
+    names = {p.name for p in entry.path.iterdir()}
+    assert names == {"config.yaml", "history.csv", "record.json", "eval.json", "eval.npz", "log.txt",
+                     "dyt_alpha.csv", "store.json"}
+    meta = json.loads((entry.path / "store.json").read_text())
+    assert meta["key"] == key and meta["store_version"] == keys.STORE_VERSION and meta["label"] == "a / b"
+    assert meta["gpu_seconds"] == 37.5 and meta["trained_on"] == "NVIDIA H100" and set(meta["files"]) == names - {"store.json"}
+    assert yaml.safe_load((entry.path / "config.yaml").read_text())["data_dir"] is None
+    # found by key, not by name; loads as a Run without weights
+    assert store.find(key, smoke=False).path == entry.path and store.find(key, smoke=True) is None
+    request = config.replace(data_dir=None, device="cpu", extra={"label": "a / b"})
+    run = store.load(store.find(key, smoke=False), request)
+    assert run.config == request and len(run.history) == 3 and run.eval.num_images == 40
+    assert run.eval.confusion_matrix.sum() == 40
+    with pytest.raises(FileNotFoundError, match="keeps .* never its weights"):
+        run.load_model()
+    # again: the same entry, nothing rewritten
+    assert store.put(folder, key=key, chapter="06_x", label="a / b", seed=0, smoke=False).meta == entry.meta
+
+
+def test_a_changed_file_is_reported(tmp_path):
+    config = TrainConfig(out_dir=str(tmp_path), run_name="r")
+    entry = store.put(finished_run(tmp_path / "r", config), key=keys.run_key(config), chapter="c", label="l",
+                      seed=0, smoke=True)
+    assert entry.path.parent.parent.name == "smoke" and store.verify(entry) == []
+    (entry.path / "history.csv").write_text("epoch\n")
+    assert store.verify(entry) == ["history.csv changed since it was stored"]
+    with pytest.raises(store.StoreError, match="damaged"):
+        store.load(entry)
+
+
+def test_unfinished_runs_are_not_stored(tmp_path):
+    config = TrainConfig(out_dir=str(tmp_path), run_name="r")
+    folder = finished_run(tmp_path / "r", config)
+    (folder / "record.json").write_text(json.dumps({"status": "running"}))
+    with pytest.raises(store.StoreError, match="not finished"):
+        store.put(folder, key=keys.run_key(config), chapter="c", label="l", seed=0, smoke=False)
+
+
+def test_full_size_entry_stays_small(tmp_path):
+    """10,000 evaluated images of 100 classes and 50 epochs (a full CIFAR-100 run) stay under the limit."""
+    config = TrainConfig(dataset="cifar100", out_dir=str(tmp_path), run_name="r")
+    folder = finished_run(tmp_path / "r", config, n_val=10_000, classes=100, epochs=50)
+    entry = store.put(folder, key=keys.run_key(config), chapter="c", label="l", seed=0, smoke=False)
+    assert entry.bytes < store.MAX_ENTRY_BYTES, entry.bytes
+    with np.load(entry.path / "eval.npz") as z:
+        assert z["top5_predictions"].dtype == np.uint8 and z["confidence"].dtype == np.float16
+
+
+def test_publishing_writes_the_committed_store_and_copies_local_entries(tmp_path, monkeypatch):
+    config = TrainConfig(out_dir=str(tmp_path), run_name="r")
+    key = keys.run_key(config)
+    local = store.put(finished_run(tmp_path / "r", config), key=key, chapter="c", label="l", seed=0, smoke=False)
+    assert paths.store_layers() == [tmp_path / "runs" / "results", tmp_path / "results"]
+    monkeypatch.setenv(paths.PUBLISH_ENV, "1")
+    assert paths.store_write_dir() == tmp_path / "results"
+    published = store.publish(local)
+    assert published.path == tmp_path / "results" / "c" / local.path.name and store.verify(published) == []
+    assert store.find(key, smoke=False, layers=[tmp_path / "results"]).path == published.path
+
+
+def test_the_committed_store_holds_no_weights():
+    results = REPO / "results"
+    weights = [p for s in keys.WEIGHT_SUFFIXES for p in results.rglob(f"*{s}")] if results.is_dir() else []
+    assert not weights, f"weights in the committed result store: {weights}"
+    for meta in results.rglob("store.json") if results.is_dir() else []:
+        entry = store.Entry(meta.parent, json.loads(meta.read_text()))
+        assert entry.bytes < store.MAX_ENTRY_BYTES and store.verify(entry) == [], meta.parent
