@@ -2,8 +2,9 @@
 
 The kernels nbval starts inherit this process's environment, so setting the variables here
 selects the smoke configuration (nbval cannot pass papermill parameters) and sends every run
-folder, exported backbone and chapter record into a temporary folder that is removed at the
-end: the repository is never written to. Variables already set by the caller win.
+folder, exported backbone, store entry and chapter record into a temporary folder that is removed
+at the end: the repository is never written to (and its committed result store is not read, so
+the chapters train). Variables already set by the caller win.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("CONVNEXT_REPORT_SMOKE", "1")
     os.environ.setdefault("CONVNEXT_REPORT_RUNS", str(tmp / "runs"))
     os.environ.setdefault("CONVNEXT_REPORT_RECORDS", str(tmp / "records"))
+    os.environ.setdefault("CONVNEXT_REPORT_STORE", str(tmp / "results"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")

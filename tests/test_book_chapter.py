@@ -17,7 +17,9 @@ from convnext_report.report import alpha_log, backbones, banners, chapter, paths
 def _folders(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
     monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
     monkeypatch.delenv(paths.SMOKE_ENV, raising=False)
+    monkeypatch.delenv(paths.PUBLISH_ENV, raising=False)
 
 
 def namespace(**extra):
@@ -134,8 +136,9 @@ def test_export_and_find_backbone(tmp_path):
     found, meta = backbones.find_backbone("bb", smoke=True)
     assert found == path and meta["val_top1"] == pytest.approx(30.0)
     source = backbones.transfer_source(None, "bb", smoke=True)
+    identity = {"pretrained_identity": f"run:{meta['store_key']}"}  # the backbone's identity: its run's store key
     assert source == {"model": "convnext_tiny", "stem_stride": 2, "image_size": 32, "norm": "layernorm",
-                      "pretrained": str(path)}
+                      "pretrained": str(path), "extra": identity}
     assert backbones.transfer_source(str(path), "ignored")["model"] == "convnext_tiny"
     assert backbones.transfer_source("convnext_tiny.fb_in1k", "ignored")["image_size"] == 224
     with pytest.raises(FileNotFoundError, match="neither a file nor a known timm id"):
@@ -168,8 +171,13 @@ def test_recipes_and_grid():
     assert grid["b / adamw"] == {"lr": 1.0, "model": "b", "optimizer": "adamw"}
 
 
-def test_repo_root_and_default_folders(monkeypatch):
+def test_repo_root_and_default_folders(monkeypatch, tmp_path):
     monkeypatch.delenv(paths.RECORDS_ENV)
     root = paths.repo_root()
     assert (root / "_toc.yml").is_file()
+    # records go to the repository only when publishing; otherwise to the untracked runs folder
+    assert paths.records_dir() == tmp_path / "runs" / "records"
+    assert paths.record_layers() == [tmp_path / "runs" / "records", root / "book" / "records"]
+    monkeypatch.setenv(paths.PUBLISH_ENV, "1")
     assert paths.records_dir() == root / "book" / "records"
+    assert paths.record_layers() == [root / "book" / "records"]

@@ -107,7 +107,7 @@ def _records(tmp_path: Path, configuration: str) -> list[dict]:
     results = [{"key": "baseline_top1", "experiment": "Frozen", "chapter": "04_baseline", "metric": "val top-1 (%)",
                 "mean": 61.234, "std": 0.5, "n_seeds": 3, "dataset": "cifar10", "resolution": "32 px",
                 "epochs": "12", "minutes": 3.0, "gpu_minutes": 0.0, "source_key": "000_baseline", "note": ""},
-               {"key": "opt_source_tiny_imagenet_32_convnextv2_atto_sgd", "experiment": "Source recipe: atto / sgd",
+               {"key": "opt_source_cifar100_convnextv2_atto_sgd", "experiment": "Source recipe: atto / sgd",
                 "chapter": "06", "metric": "val top-1 (%)", "mean": 20.0, "std": None, "n_seeds": 1,
                 "dataset": "tin", "resolution": "32", "epochs": "1", "source_key": None}]
     records = [{"chapter": "04_baseline", "title": "Baseline", "configuration": configuration, "environment": env,

@@ -1,15 +1,18 @@
 """The boxes at the top of a page: where and in which configuration it was executed.
 
 Each is a MyST admonition (``nb_render_markdown_format: myst`` renders it), so a smoke page can
-never be mistaken for a result.
+never be mistaken for a result. A chapter's banner is displayed with a display id and updated by
+``Chapter.finish`` once it knows where its runs were trained (here, or on another machine and
+read back from the result store), so a page re-rendered on a CPU says where its numbers came from.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["chapter_banner", "records_banner"]
+__all__ = ["Banner", "chapter_banner", "provenance", "provenance_text", "records_banner"]
 
 
 def _markdown(text: str) -> Any:
@@ -18,14 +21,62 @@ def _markdown(text: str) -> Any:
     return Markdown(text)
 
 
+class Banner:
+    """A chapter's banner: Markdown text shown with a display id, so :meth:`update` can replace it."""
+
+    def __init__(self, text: str, display_id: str) -> None:
+        self.data, self.display_id, self.shown = text, display_id, False
+
+    def _repr_markdown_(self) -> str:
+        return self.data
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display  # optional: IPython exists wherever a notebook runs
+
+        display(_markdown(self.data), display_id=self.display_id)
+        self.shown = True
+
+    def update(self, text: str) -> None:
+        """Replace the text (and the displayed output, if it was displayed)."""
+        self.data = text
+        if self.shown:
+            from IPython.display import update_display
+
+            update_display(_markdown(text), display_id=self.display_id)
+
+
+def provenance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Where a chapter's runs were trained, from its record's run rows (``device``, ``from``, ``trained_at``)."""
+    dates = sorted(str(r.get("trained_at") or "")[:10] for r in rows if r.get("trained_at"))
+    devices = dict(Counter(str(r.get("device") or "unknown device") for r in rows))
+    return {"runs": len(rows), "from_store": sum(r.get("from") == "store" for r in rows),
+            "trained_here": sum(r.get("from") == "trained" for r in rows), "devices": devices,
+            "first": dates[0] if dates else None, "last": dates[-1] if dates else None}
+
+
+def provenance_text(prov: Mapping[str, Any] | None) -> str:
+    """``"Its 6 runs were trained on **NVIDIA H100** (2026-11-20 – 2026-11-21); 6 read back from the result store."``"""
+    if not prov or not prov.get("runs"):
+        return ""
+    devices = " and ".join(f"**{d}**" + (f" ({n})" if len(prov["devices"]) > 1 else "")
+                           for d, n in prov["devices"].items())
+    span = prov["first"] if prov["first"] == prov["last"] else f"{prov['first']} – {prov['last']}"
+    stored = f"{prov['from_store']} read back from the result store" if prov["from_store"] else "all trained here"
+    n = prov["runs"]
+    return f"Its {n} run{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} trained on {devices} ({span}); {stored}."
+
+
 def chapter_banner(record: Mapping[str, Any], configuration: str,
-                   reductions: Mapping[str, tuple[Any, Any]]) -> Any:
-    """A MyST admonition saying where and in which configuration a chapter was executed.
+                   reductions: Mapping[str, tuple[Any, Any]], prov: Mapping[str, Any] | None = None) -> str:
+    """A MyST admonition (text) saying where and in which configuration a chapter was executed.
 
     Shown at the top of every training chapter; on a full GPU execution it is a short note.
+    ``prov`` (:func:`provenance`) adds where its runs were trained.
     """
     env = record["environment"]
     date = record["started_at"][:10]
+    trained = provenance_text(prov)
+    elsewhere = bool(prov) and prov.get("from_store", 0) > 0 and set(prov.get("devices", {})) != {env["device"]}
     if configuration == "smoke":
         changes = ", ".join(f"`{k}` {full!r} → {small!r}" for k, (full, small) in reductions.items())
         body = (
@@ -33,16 +84,22 @@ def chapter_banner(record: Mapping[str, Any], configuration: str,
             f"({changes}). It shows that every cell runs end to end; its numbers are tiny-budget "
             "checks and say nothing about the methods. The defaults in the parameters cell are the "
             "full configuration; see the [status page](status.ipynb) for where each chapter ran."
+            + (f" {trained}" if trained else "")
         )
         title = "CPU smoke configuration — not a result" if env["device_type"] == "cpu" else \
             "Smoke configuration — not a result"
-        return _markdown(f"```{{admonition}} {title}\n:class: warning\n\n{body}\n```")
+        return f"```{{admonition}} {title}\n:class: warning\n\n{body}\n```"
+    if elsewhere:
+        body = (f"{trained} This page was rendered from those stored runs on **{env['device']}** on {date} "
+                "(see the [status page](status.ipynb)).")
+        return f"```{{admonition}} Full configuration, runs trained elsewhere\n:class: note\n\n{body}\n```"
     if env["device_type"] == "cpu":
         body = (f"This page was executed in the full configuration, but on **{env['device']}** on {date}; "
-                "timings are CPU timings.")
-        return _markdown(f"```{{admonition}} Executed on CPU\n:class: note\n\n{body}\n```")
-    body = f"Executed in the full configuration on **{env['device']}** on {date} (see the [status page](status.ipynb))."
-    return _markdown(f"```{{note}}\n{body}\n```")
+                "timings are CPU timings." + (f" {trained}" if trained else ""))
+        return f"```{{admonition}} Executed on CPU\n:class: note\n\n{body}\n```"
+    body = (f"Executed in the full configuration on **{env['device']}** on {date} (see the [status page](status.ipynb))."
+            + (f" {trained}" if trained else ""))
+    return f"```{{note}}\n{body}\n```"
 
 
 def records_banner(records: Sequence[Mapping[str, Any]]):

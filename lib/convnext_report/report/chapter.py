@@ -4,21 +4,21 @@ A chapter notebook has one ``parameters`` cell (papermill) holding the *full* co
 then calls :func:`start`, which
 
 - collects those parameters from the notebook namespace,
-- applies the chapter's smoke reductions when ``smoke = True`` (``-p smoke True``) or the
-  environment sets ``CONVNEXT_REPORT_SMOKE=1`` (nbval cannot inject parameters),
+- applies the chapter's smoke reductions (:data:`.designs.SMOKE`) when ``smoke = True``
+  (``-p smoke True``) or the environment sets ``CONVNEXT_REPORT_SMOKE=1`` (nbval cannot inject
+  parameters), except to the parameters the user passed (``-p epochs 2`` stays 2),
 - times the chapter and describes where it runs (device, versions, git commit).
 
+Runs come from the result store when it has them and are trained otherwise (:mod:`.runner`).
 Its last cell calls :meth:`Chapter.finish`, which writes ``<records>/<chapter>.json``; the
 status page and the results chapter are built from those records only (:mod:`.paths` says where).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,36 +27,20 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_text_atomic
-from ..config import field_names, from_dict
 from ..distributed import resolve_device
-from ..engine import NonFiniteLossError
 from ..environment import device_name, git_state, now_iso, package_versions
-from ..runfolder import load_run
-from ..training import train
 from .alpha_log import AlphaLog
-from .banners import chapter_banner
-from .paths import records_dir, runs_dir, smoke_from_env
+from .banners import Banner, chapter_banner, provenance
+from .designs import SMOKE, run_config
+from .keys import run_key
+from .parameters import apply_smoke, parameters, passed_parameters
+from .paths import records_dir, runs_dir
 from .results import headline
+from .runner import DeadlineError, HookFactory, Obtained, RunSkipped, obtain
+from .switches import smoke_from_env
 from .tables import run_summary
 
 __all__ = ["Chapter", "config_hash", "environment", "parameters", "start"]
-
-# Chapters show no progress widgets; tqdm.auto's warning that ipywidgets is missing would only
-# put an installation-dependent path into the notebooks' outputs.
-warnings.filterwarnings("ignore", message="IProgress not found")
-
-#: types a parameters-cell value may have (everything else in the namespace is ignored)
-_PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
-_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
-
-
-def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters-cell values in a notebook namespace: public names bound to plain data."""
-    return {
-        k: v for k, v in namespace.items()
-        if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PARAM_TYPES)
-    }
-
 
 def environment(device: str = "auto") -> dict[str, Any]:
     """Where a chapter runs: device, versions and git commit (from :mod:`convnext_report.environment`)."""
@@ -75,6 +59,13 @@ def environment(device: str = "auto") -> dict[str, Any]:
     }
 
 
+def _hook(on_epoch_end: Any) -> HookFactory | None:
+    """``"dyt_alpha"`` logs DyT alphas per epoch (nothing to log with LayerNorm); a callable is used as is."""
+    if on_epoch_end == "dyt_alpha":
+        return lambda folder, cfg: AlphaLog(folder, cfg.dyt_alpha_init) if cfg.norm == "dyt" else None
+    return (lambda folder, cfg: on_epoch_end) if on_epoch_end is not None else None
+
+
 @dataclass
 class Chapter:
     """A running chapter: its effective parameters, the smoke flag and the record in progress.
@@ -89,8 +80,11 @@ class Chapter:
     params: dict[str, Any]
     smoke: bool
     reductions: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    passed: set[str] = field(default_factory=set)
     record: dict[str, Any] = field(default_factory=dict)
     runs: list[Any] = field(default_factory=list)
+    obtained: list[Obtained] = field(default_factory=list)
+    _banner: Banner | None = field(default=None, repr=False)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def __getattr__(self, key: str) -> Any:
@@ -110,15 +104,23 @@ class Chapter:
 
     # ----------------------------------------------------------------- display
 
-    def banner(self) -> Any:
-        """A MyST admonition saying where and in which configuration this page was executed."""
-        return chapter_banner(self.record, self.configuration, self.reductions)
+    def banner(self) -> Banner:
+        """A MyST admonition saying where and in which configuration this page was executed.
+
+        Displayed, it is updated by :meth:`finish` with where the chapter's runs were trained.
+        """
+        self._banner = Banner(chapter_banner(self.record, self.configuration, self.reductions),
+                              display_id=f"banner-{self.name}")
+        return self._banner
 
     def settings(self):
-        """The effective parameters as a table, with the full default where smoke changed it."""
+        """The effective parameters as a table: the full default where smoke changed it, and who set each."""
+        def set_by(k: str) -> str:
+            return "-p (passed)" if k in self.passed else "smoke" if k in self.reductions else "default"
+
         rows = [{"parameter": k, "value": repr(v),
-                 "full configuration": repr(self.reductions[k][0]) if k in self.reductions else ""}
-                for k, v in self.params.items()]
+                 "full configuration": repr(self.reductions[k][0]) if k in self.reductions else "",
+                 "set by": set_by(k)} for k, v in self.params.items()]
         return pd.DataFrame(rows).set_index("parameter")
 
     # ----------------------------------------------------------------- runs
@@ -128,44 +130,54 @@ class Chapter:
 
         Run folders go to ``<runs>/<chapter>[-smoke]/``; progress bars are off (notebook output).
         """
-        values = {k: v for k, v in self.params.items() if k in set(field_names())}
-        values.update(out_dir=str(self.runs_dir), progress=False)
-        values.update(changes)
-        values["extra"] = {"chapter": self.name, "configuration": self.configuration, **values.get("extra", {})}
-        return from_dict(values)
+        seed = changes.pop("seed", self.params.get("seed", 0))
+        return run_config(self.params, changes, seed=seed, out_dir=str(self.runs_dir),
+                          extra={"chapter": self.name, "configuration": self.configuration})
 
     @property
     def runs_dir(self) -> Path:
         return runs_dir() / (self.name + ("-smoke" if self.configuration == "smoke" else ""))
 
-    def train(self, label: str, *, on_epoch_end: Any = None, **changes: Any):
-        """Train (or reload) one run ``<label>-s<seed>-<config hash>`` with :func:`convnext_report.training.train`.
-
-        The folder name hashes the configuration, so re-executing a chapter reloads finished
-        runs and a changed parameter trains a new one.
-        """
+    def _obtain(self, label: str, on_epoch_end: Any = None, weights: bool = False, **changes: Any) -> Any:
         seed = changes.pop("seed", self.params.get("seed", 0))
         extra = {"label": label, **changes.pop("extra", {})}
         config = self.config(**changes, seed=seed, extra=extra)
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "run"
-        config = config.replace(run_name=f"{safe}-s{seed}-{config_hash(config)}", resume=True)
-        if on_epoch_end == "dyt_alpha":  # log DyT alphas per epoch (nothing to log with LayerNorm)
-            on_epoch_end = AlphaLog(Path(config.out_dir) / config.run_name, config.dyt_alpha_init) \
-                if config.norm == "dyt" else None
+        got = obtain(self.name, label, config, smoke=self.configuration == "smoke", hook=_hook(on_epoch_end),
+                     need_weights=weights)
+        self.obtained.append(got)
+        self.runs.append(got.run)
+        return got.run
+
+    def train(self, label: str, *, on_epoch_end: Any = None, weights: bool = False, **changes: Any):
+        """One run ``<label>-s<seed>-<key[:8]>``: from the result store, else trained and stored.
+
+        ``weights=True``: the chapter needs the run's weights here (chapter 3), so a stored run is
+        trained again when its checkpoint is not on this machine and training is allowed.
+        """
         try:
-            run = train(config, on_epoch_end=on_epoch_end)
-        except NonFiniteLossError as err:  # diverged: keep the epochs before it, say so, go on
-            print(f"{label} (seed {seed}) diverged and is reported up to its last finite epoch: {err}")
-            run = load_run(Path(config.out_dir) / config.run_name)
-        self.runs.append(run)
-        return run
+            return self._obtain(label, on_epoch_end, weights, **changes)
+        except RunSkipped as skipped:
+            raise DeadlineError(self.name, [skipped]) from None
 
     def sweep(self, variants: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] | None = None,
-              **common: Any) -> dict[str, list[Any]]:
-        """Train every variant (``label -> config changes``) for every seed; returns ``label -> runs``."""
+              on_epoch_end: Any = None, **common: Any) -> dict[str, list[Any]]:
+        """Every variant (``label -> config changes``) for every seed; returns ``label -> runs``.
+
+        Runs that cannot finish before the deadline are skipped and the others still run; then
+        :class:`.runner.DeadlineError` lists the skipped ones.
+        """
         seeds = list(seeds if seeds is not None else self.params.get("seeds", [self.params.get("seed", 0)]))
-        return {label: [self.train(label, **{**common, **changes, "seed": s}) for s in seeds]
-                for label, changes in variants.items()}
+        out: dict[str, list[Any]] = {}
+        skipped: list[RunSkipped] = []
+        for label, changes in variants.items():
+            for s in seeds:
+                try:
+                    out.setdefault(label, []).append(self._obtain(label, on_epoch_end, **{**common, **changes, "seed": s}))
+                except RunSkipped as err:
+                    skipped.append(err)
+        if skipped:
+            raise DeadlineError(self.name, skipped)
+        return out
 
     # ----------------------------------------------------------------- record
 
@@ -189,22 +201,31 @@ class Chapter:
                                       source_key=claim, **kw))
         return rows
 
-    def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
-        """Write ``<records>/<chapter>.json`` (environment, time, parameters, runs, headline results)."""
-        minutes = (time.perf_counter() - self._t0) / 60.0
-        on_gpu = self.record["environment"]["device_type"] == "cuda"
-        run_rows = []
-        for run in self.runs:
+    def _run_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for got in self.obtained:
             try:
-                run_rows.append(run_summary(run))
+                row = run_summary(got.run)
             except (ValueError, KeyError):  # a run without history (e.g. interrupted)
                 continue
+            rows.append({**row, "key": got.key, "from": got.source,
+                         "trained_at": (got.run.record.get("end_time") or "")[:19],
+                         "store_entry": got.entry.path.name if got.entry is not None else None})
+        return rows
+
+    def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
+        """Write ``<records>/<chapter>.json`` (environment, time, parameters, runs, where they were
+        trained, headline results) and update the banner with where the runs were trained."""
+        minutes = (time.perf_counter() - self._t0) / 60.0
+        on_gpu = self.record["environment"]["device_type"] == "cuda"
+        rows = self._run_rows()
         record = {
             **self.record,
             "finished_at": now_iso(),
             "minutes": round(minutes, 3),
             "gpu_minutes": round(minutes if on_gpu else 0.0, 3),
-            "runs": run_rows,
+            "runs": rows,
+            "provenance": provenance(rows),
             "results": [dict(r) for r in results],
         }
         folder = records_dir()
@@ -212,44 +233,43 @@ class Chapter:
         path = folder / f"{self.name}.json"
         write_text_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
         self.record = record
+        if self._banner is not None:
+            self._banner.update(chapter_banner(record, self.configuration, self.reductions, record["provenance"]))
         return path
 
 
-#: config keys that do not change what a run computes (left out of the run-folder hash)
-_UNHASHED = {"run_name", "resume", "progress", "device", "compile", "data_dir", "out_dir", "extra"}
-
-
 def config_hash(config: Any) -> str:
-    """Eight hex digits identifying what a config computes (runtime keys excluded)."""
-    values = {k: v for k, v in config.to_dict().items() if k not in _UNHASHED}
-    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """Eight hex digits identifying what a config computes: the start of its store key (:func:`.keys.run_key`)."""
+    return run_key(config)[:8]
 
 
 def start(name: str, namespace: Mapping[str, Any], *, title: str,
           smoke: Mapping[str, Any] | None = None) -> Chapter:
     """Begin a chapter: read its parameters from ``namespace`` and apply ``smoke`` when asked.
 
-    ``smoke`` maps parameter names to their smoke-configuration values; they replace the
-    values of the parameters cell when the ``smoke`` parameter is true or ``$CONVNEXT_REPORT_SMOKE``
-    is set. Unknown names are an error (a typo would otherwise silently run the full size).
+    ``smoke`` (default :data:`.designs.SMOKE` of ``name``) maps parameter names to their smoke
+    values; they replace the values of the parameters cell, except those passed with ``-p``, when
+    the ``smoke`` parameter is true or ``$CONVNEXT_REPORT_SMOKE`` is set. Unknown names are an
+    error (a typo would otherwise silently run the full size).
     """
     params = parameters(namespace)
-    smoke = dict(smoke or {})
+    smoke = dict(SMOKE.get(name, {}) if smoke is None else smoke)
     unknown = sorted(set(smoke) - set(params))
     if unknown:
         raise ValueError(f"smoke settings {unknown} are not parameters of {name}; parameters: {sorted(params)}")
+    passed = passed_parameters(namespace)
     use_smoke = bool(params.get("smoke", False)) or smoke_from_env()
     reductions = {}
     if use_smoke:
-        reductions = {k: (params[k], v) for k, v in smoke.items() if params[k] != v}
-        params.update(smoke)
+        reductions = apply_smoke(params, smoke, passed)
         params["smoke"] = True
-    chapter = Chapter(name=name, title=title, params=params, smoke=use_smoke, reductions=reductions)
+    chapter = Chapter(name=name, title=title, params=params, smoke=use_smoke, reductions=reductions, passed=passed)
     chapter.record = {
         "chapter": name,
         "title": title,
         "configuration": chapter.configuration,
         "smoke_reductions": {k: {"full": f, "smoke": s} for k, (f, s) in reductions.items()},
+        "passed_parameters": sorted(passed),
         "parameters": params,
         "started_at": now_iso(),
         "environment": environment(str(params.get("device", "auto"))),

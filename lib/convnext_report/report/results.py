@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from .paths import records_dir as default_records_dir
+from .banners import provenance_text
+from .paths import record_layers
 from .sources import SOURCE_CLAIMS, source_value
 from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
 
@@ -70,13 +71,14 @@ def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, da
 
 
 def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every ``<chapter>.json`` in the records folder (default: :func:`chapter.records_dir`), by name."""
-    if records_dir is None:
-        records_dir = default_records_dir()
-    folder = Path(records_dir)
-    if not folder.is_dir():
-        return []
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    """Every ``<chapter>.json`` by name: of ``records_dir``, or (None) of the record layers of
+    :func:`.paths.record_layers`, local first: a chapter's local record hides its committed one."""
+    folders = [Path(records_dir)] if records_dir is not None else record_layers()
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            found.setdefault(p.name, p)
+    return [json.loads(found[name].read_text()) for name in sorted(found)]
 
 
 def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -98,9 +100,10 @@ def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "torch": env.get("torch", "—"),
             "timm": env.get("timm", "—"),
             "commit": commit,
+            "runs": provenance_text(r.get("provenance")).replace("**", "") or "—",
         })
     columns = ["chapter", "configuration", "device", "executed", "minutes", "GPU minutes",
-               "python", "torch", "timm", "commit"]
+               "python", "torch", "timm", "commit", "runs"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -181,8 +184,8 @@ GLUE_KEYS: dict[str, str] = {
     "baseline_top1": "baseline_top1",
     "baseline_gap": "baseline_gap",
     "improved_top1": "improved_top1",
-    "optim_best_source": "best:opt_source_tiny_imagenet_32_",
-    "optim_best_modern": "best:opt_small_image_tiny_imagenet_32_",
+    "optim_best_source": "best:opt_source_cifar100_",
+    "optim_best_modern": "best:opt_small_image_cifar100_",
     "ln_top1": "norm_source_layernorm",
     "dyt_top1": "norm_source_dyt",
 }

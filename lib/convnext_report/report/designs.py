@@ -1,0 +1,143 @@
+"""Each training chapter's runs as data: labels -> config changes, as functions of its parameters.
+
+The notebooks sweep these (``ch.sweep(designs.baseline(source))``) and the budget
+(:mod:`.plan`) counts them from the notebooks' parameters cells, so both see the same runs.
+:data:`SMOKE` holds each chapter's smoke reductions (the keys the smoke configuration changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import TrainConfig, field_names, from_dict
+from .backbones import backbone_path, transfer_source
+from .keys import IDENTITY_TAG, run_key
+from .recipes import grid, recipe
+
+__all__ = ["SMOKE", "TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "backbone_source", "baseline",
+           "chapter_groups", "improved", "normalisation_grids", "optimiser_grids", "run_config", "seeds_of"]
+
+#: the chapters that train, in book order
+TRAINING_CHAPTERS = ("03_source_backbone", "04_baseline", "05_improved", "06_optimisers", "07_normalisation")
+#: chapter 3's backbone weights stay on the machine only for chapters 4 and 5: one command runs all three
+TRANSFER_CHAIN = ("03_source_backbone", "04_baseline", "05_improved")
+
+_SMALL = dict(train_per_class=25, val_per_class=20, max_classes=20)  # 500 train / 400 val images
+#: chapter -> parameter -> its value in the smoke configuration (parameters passed with -p keep theirs)
+SMOKE: dict[str, dict[str, Any]] = {
+    "03_source_backbone": dict(model="convnextv2_atto", backbone="convnextv2_atto-tin32", epochs=3,
+                               warmup_epochs=0.0, batch_size=32, train_per_class=50, val_per_class=50,
+                               max_classes=20),
+    "04_baseline": dict(backbone="convnextv2_atto-tin32", train_per_class=50, val_per_class=20, max_classes=20,
+                        epochs=10, batch_size=50, seeds=[0, 1]),
+    "05_improved": dict(backbone="convnextv2_atto-tin32", train_per_class=15, val_per_class=15, max_classes=20,
+                        epochs=2, batch_size=30, seeds=[0]),
+    "06_optimisers": dict(optimizer_model="convnextv2_atto", variants=["convnextv2_atto"],
+                          modern_variants=["convnextv2_atto"], epochs=2, seeds=[0], **_SMALL),
+    "07_normalisation": dict(model="convnextv2_atto", epochs=2, seeds=[0], **_SMALL),  # chapter 6's LayerNorm runs
+}
+
+
+def seeds_of(params: Mapping[str, Any]) -> list[int]:
+    """The chapter's seeds: ``seeds``, else ``[seed]``, else ``[0]``."""
+    return list(params.get("seeds", [params.get("seed", 0)]))
+
+
+def run_config(params: Mapping[str, Any], changes: Mapping[str, Any], *, seed: int, out_dir: str = "runs",
+               extra: Mapping[str, Any] | None = None) -> TrainConfig:
+    """A run's config: the chapter parameters that are config fields, then ``changes``, ``seed`` and tags."""
+    fields = set(field_names())
+    values = {k: v for k, v in params.items() if k in fields}
+    values.update(out_dir=out_dir, progress=False)
+    values.update({k: v for k, v in changes.items() if k != "extra"})
+    values["seed"] = seed
+    values["extra"] = {**(extra or {}), **changes.get("extra", {})}
+    return from_dict(values)
+
+
+def backbone_source(params3: Mapping[str, Any], *, smoke: bool) -> dict[str, Any]:
+    """What ``backbones.transfer_source`` returns once chapter 3 (with parameters ``params3``) has run."""
+    config = run_config(params3, {}, seed=params3.get("seed", 0))
+    return dict(model=config.model, stem_stride=config.stem_stride, image_size=config.image_size, norm=config.norm,
+                pretrained=str(backbone_path(params3["backbone"], smoke=smoke)),
+                extra={IDENTITY_TAG: f"run:{run_key(config)}"})
+
+
+def baseline(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Chapter 4: source 000's baseline, a frozen backbone and a linear head, nothing random before it."""
+    return {"baseline": dict(**source, freeze_backbone=True, head="linear", schedule="constant", warmup_epochs=0.0,
+                             drop_path_rate=0.0, label_smoothing=0.0, crop_padding=0, hflip=False, randaugment=None)}
+
+
+def improved(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Chapter 5: source 000's improved recipe (the chapter's parameters hold its settings)."""
+    return {"improved": dict(**source, freeze_backbone=False, head="attention")}
+
+
+def ablations(recipe_changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Chapter 5: the improved recipe with each ingredient removed, one at a time."""
+    base = dict(recipe_changes)
+    return {
+        "− full fine-tuning (frozen backbone)": dict(base, freeze_backbone=True),
+        "− attention head (linear head)": dict(base, head="linear"),
+        "− RandAugment": dict(base, randaugment=None),
+        "− dropout": dict(base, head_dropout=0.0),
+        "− head weight decay (backbone's instead)": dict(base, head_weight_decay=None),
+        "− differential LR (one lr for all)": dict(base, backbone_lr_scale=1.0),
+        "− mixed precision": dict(base, amp=False),
+    }
+
+
+def optimiser_grids(params: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Chapter 6: (source recipe, small-image recipe) runs, ``"<dataset> / <model> / <optimizer>"`` each.
+
+    Source recipe: every optimiser on ``optimizer_model`` and every model in ``variants`` with
+    ``size_optimizer``; small-image recipe (if ``modern``): every model in ``modern_variants``.
+    """
+    datasets = params["datasets"]
+    source = {**grid(recipe("source", batch_size=params["batch_size"]), dataset=datasets,
+                     model=[params["optimizer_model"]], optimizer=params["optimizers"]),
+              **grid(recipe("source", batch_size=params["batch_size"]), dataset=datasets,
+                     model=params["variants"], optimizer=[params["size_optimizer"]])}
+    modern = grid(recipe("small-image"), dataset=datasets, model=params["modern_variants"],
+                  optimizer=["adamw"]) if params["modern"] else {}
+    return source, modern
+
+
+def normalisation_grids(params: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Chapter 7: recipe -> ``norm -> changes`` for ``model`` (recipe -> optimiser in ``recipes``)."""
+    out = {}
+    for name, optimizer in params["recipes"].items():
+        changes = dict(model=params["model"], optimizer=optimizer)
+        if name == "source":
+            changes["batch_size"] = params["batch_size"]
+        out[name] = grid(recipe(name, **changes), norm=params["norms"])
+    return out
+
+
+def _transfer_source(params: Mapping[str, Any], params3: Mapping[str, Any] | None, smoke: bool) -> dict[str, Any]:
+    """Chapter 3's backbone as its parameters will export it, or what ``pretrained`` names."""
+    if params.get("pretrained") is not None:
+        return transfer_source(params["pretrained"], params["backbone"], smoke=smoke)
+    if params3 is None:
+        raise ValueError("chapters 4 and 5 need chapter 3's parameters for their backbone")
+    return {**backbone_source(params3, smoke=smoke), "pretrained": str(backbone_path(params["backbone"], smoke=smoke))}
+
+
+def chapter_groups(name: str, params: Mapping[str, Any], *, params3: Mapping[str, Any] | None = None,
+                   smoke: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every group of runs chapter ``name`` sweeps with ``params``: group -> label -> config changes."""
+    if name == "03_source_backbone":
+        return {"pretrain": {"pretrain": {}}}
+    if name == "04_baseline":
+        return {"baseline": baseline(_transfer_source(params, params3, smoke))}
+    if name == "05_improved":
+        runs = improved(_transfer_source(params, params3, smoke))
+        return {"improved": runs, **({"ablation": ablations(runs["improved"])} if params["ablation"] else {})}
+    if name == "06_optimisers":
+        source, modern = optimiser_grids(params)
+        return {"source": source, "small-image": modern}
+    if name == "07_normalisation":
+        return normalisation_grids(params)
+    return {}
