@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from convnext_report.config import TrainConfig
+from convnext_report.data.registry import IMAGENET_MEAN, IMAGENET_STD
 from convnext_report.report import alpha_log, backbones, banners, chapter, paths, recipes
 
 
@@ -137,8 +138,9 @@ def test_export_and_find_backbone(tmp_path):
     assert found == path and meta["val_top1"] == pytest.approx(30.0)
     source = backbones.transfer_source(None, "bb", smoke=True)
     identity = {"pretrained_identity": f"run:{meta['store_key']}"}  # the backbone's identity: its run's store key
+    stats = {"normalize_mean": list(IMAGENET_MEAN), "normalize_std": list(IMAGENET_STD)}  # as in pretraining
     assert source == {"model": "convnext_tiny", "stem_stride": 2, "image_size": 32, "norm": "layernorm",
-                      "pretrained": str(path), "extra": identity}
+                      "pretrained": str(path), "extra": identity, **stats}
     assert backbones.transfer_source(str(path), "ignored")["model"] == "convnext_tiny"
     assert backbones.transfer_source("convnext_tiny.fb_in1k", "ignored")["image_size"] == 224
     with pytest.raises(FileNotFoundError, match="neither a file nor a known timm id"):

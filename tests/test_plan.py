@@ -71,8 +71,9 @@ def test_notebook_defaults_are_read_without_a_kernel():
 
 def test_benchmark_rows_replace_the_flops_estimate(tmp_path):
     config = TrainConfig(dataset="cifar100", model="convnextv2_tiny", stem_stride=4, batch_size=256, epochs=10)
-    flops = estimate.run_cost(config)
-    assert flops.basis == "flops" and flops.images == 10 * 60_000
+    flops = estimate.run_cost(config)  # 45,000 trained on, 5,000 held out select the epoch, 10,000 reported once
+    assert flops.basis == "flops" and flops.images == 10 * 50_000 + 10_000
+    assert estimate.split_sizes(config.replace(selection="test")) == (50_000, 10_000, 10_000)
     (tmp_path / "b.json").write_text(json.dumps([
         {"model": "convnextv2_tiny", "image_size": 32, "stem_stride": 4, "batch_size": 256, "mode": "ours-real",
          "images_per_second": 10_000.0},
@@ -81,7 +82,7 @@ def test_benchmark_rows_replace_the_flops_estimate(tmp_path):
     rows = estimate.load_benchmarks(tmp_path)
     measured = estimate.run_cost(config, benchmarks=rows)
     assert measured.basis == "benchmark"
-    assert measured.seconds == pytest.approx(estimate.RUN_OVERHEAD_S + 10 * (50_000 / 1e4 + 10_000 / 3e4))
+    assert measured.seconds == pytest.approx(estimate.RUN_OVERHEAD_S + 10 * 45_000 / 1e4 + (10 * 5_000 + 10_000) / 3e4)
     packed = estimate.run_cost(config, benchmarks=rows, packed=2)
     assert packed.seconds < measured.seconds
     assert "benchmark rows" in estimate.assumptions(rows)

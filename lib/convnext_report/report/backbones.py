@@ -15,15 +15,16 @@ from typing import Any
 import torch
 
 from ..atomic import torch_save_atomic, write_text_atomic
-from ..data.registry import get_dataset_spec
+from ..data.registry import IMAGENET_MEAN, IMAGENET_STD
 from ..environment import now_iso
+from ..parts import normalization
 from . import store
 from .keys import IDENTITY_TAG, run_key
 from .paths import backbones_dir
 from .tables import run_summary
 
 __all__ = ["BACKBONE_FILE", "TIMM_TRANSFER_SOURCES", "backbone_meta", "backbone_path", "export_backbone",
-           "find_backbone", "stored_backbone_meta", "transfer_source"]
+           "find_backbone", "from_meta", "stored_backbone_meta", "transfer_source"]
 
 #: the backbone's meta JSON inside chapter 3's store entry
 BACKBONE_FILE = "backbone.json"
@@ -36,11 +37,11 @@ def backbone_path(name: str, *, smoke: bool = False) -> Path:
 
 def _meta(run: Any, name: str, smoke: bool) -> dict[str, Any]:
     cfg = run.config
-    spec = get_dataset_spec(cfg.dataset)
+    mean, std = normalization(cfg)
     key = run_key(cfg)
     return {
         "name": name, "model": cfg.model, "stem_stride": cfg.stem_stride, "image_size": cfg.image_size,
-        "norm": cfg.norm, "dataset": cfg.dataset, "mean": list(spec.mean), "std": list(spec.std),
+        "norm": cfg.norm, "dataset": cfg.dataset, "mean": mean, "std": std,
         "epochs_run": run_summary(run)["epochs_run"], "val_top1": run_summary(run)["best_val_acc"],
         "configuration": "smoke" if smoke else "full", "store_key": key, "identity": f"run:{key}",
         "run": str(run.path), "created_at": now_iso(),
@@ -117,6 +118,14 @@ def backbone_meta(name: str, *, smoke: bool = False) -> dict[str, Any]:
 TIMM_TRANSFER_SOURCES = {"convnext_tiny.fb_in1k": ("convnext_tiny", 4, 224)}
 
 
+def from_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig fields of a backbone's meta: its model, stem, input size, norm and input statistics."""
+    out = {k: meta[k] for k in ("model", "stem_stride", "image_size", "norm") if k in meta}
+    if meta.get("mean") and meta.get("std"):  # inputs normalised as the backbone saw them in pretraining
+        out.update(normalize_mean=list(meta["mean"]), normalize_std=list(meta["std"]))
+    return out
+
+
 def transfer_source(pretrained: str | None, backbone: str, *, smoke: bool = False) -> dict[str, Any]:
     """TrainConfig fields for the transfer chapters' backbone.
 
@@ -127,20 +136,18 @@ def transfer_source(pretrained: str | None, backbone: str, *, smoke: bool = Fals
     """
     if pretrained is None:
         meta = backbone_meta(backbone, smoke=smoke)
-        out = dict(model=meta["model"], stem_stride=meta["stem_stride"], image_size=meta["image_size"],
-                   norm=meta.get("norm", "layernorm"), pretrained=str(backbone_path(backbone, smoke=smoke)))
+        out = {"norm": "layernorm", **from_meta(meta), "pretrained": str(backbone_path(backbone, smoke=smoke))}
         if meta.get("store_key"):
             out["extra"] = {IDENTITY_TAG: f"run:{meta['store_key']}"}
         return out
     if pretrained in TIMM_TRANSFER_SOURCES:
         model, stride, size = TIMM_TRANSFER_SOURCES[pretrained]
-        return dict(model=model, stem_stride=stride, image_size=size, pretrained=pretrained)
+        return dict(model=model, stem_stride=stride, image_size=size, pretrained=pretrained,
+                    normalize_mean=list(IMAGENET_MEAN), normalize_std=list(IMAGENET_STD))
     path = Path(pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained={pretrained!r} is neither a file nor a known timm id "
                                 f"({', '.join(TIMM_TRANSFER_SOURCES)})")
     meta = path.with_suffix(".json")
     info = json.loads(meta.read_text()) if meta.is_file() else {}
-    out = dict(pretrained=str(path))
-    out.update({k: info[k] for k in ("model", "stem_stride", "image_size", "norm") if k in info})
-    return out
+    return dict(pretrained=str(path), **from_meta(info))

@@ -29,7 +29,6 @@ import pandas as pd
 from ..atomic import write_text_atomic
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
-from .alpha_log import AlphaLog
 from .banners import Banner, chapter_banner, provenance
 from .designs import SMOKE, run_config
 from .keys import run_key
@@ -60,9 +59,7 @@ def environment(device: str = "auto") -> dict[str, Any]:
 
 
 def _hook(on_epoch_end: Any) -> HookFactory | None:
-    """``"dyt_alpha"`` logs DyT alphas per epoch (nothing to log with LayerNorm); a callable is used as is."""
-    if on_epoch_end == "dyt_alpha":
-        return lambda folder, cfg: AlphaLog(folder, cfg.dyt_alpha_init) if cfg.norm == "dyt" else None
+    """A run's ``on_epoch_end`` callable (the loop itself logs DyT alphas to ``dyt_alpha.csv``)."""
     return (lambda folder, cfg: on_epoch_end) if on_epoch_end is not None else None
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import TrainConfig, field_names, from_dict
+from ..parts import normalization
 from .backbones import backbone_path, transfer_source
 from .keys import IDENTITY_TAG, run_key
 from .recipes import grid, recipe
@@ -59,8 +60,9 @@ def run_config(params: Mapping[str, Any], changes: Mapping[str, Any], *, seed: i
 def backbone_source(params3: Mapping[str, Any], *, smoke: bool) -> dict[str, Any]:
     """What ``backbones.transfer_source`` returns once chapter 3 (with parameters ``params3``) has run."""
     config = run_config(params3, {}, seed=params3.get("seed", 0))
-    return dict(model=config.model, stem_stride=config.stem_stride, image_size=config.image_size, norm=config.norm,
-                pretrained=str(backbone_path(params3["backbone"], smoke=smoke)),
+    mean, std = normalization(config)
+    return dict(norm=config.norm, model=config.model, stem_stride=config.stem_stride, image_size=config.image_size,
+                normalize_mean=mean, normalize_std=std, pretrained=str(backbone_path(params3["backbone"], smoke=smoke)),
                 extra={IDENTITY_TAG: f"run:{run_key(config)}"})
 
 

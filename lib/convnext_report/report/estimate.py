@@ -67,13 +67,21 @@ class RunCost:
     basis: str  #: "benchmark" or "flops"
 
 
-def split_sizes(config: Any) -> tuple[int, int]:
-    """(train images, validation images) a config selects."""
+def split_sizes(config: Any) -> tuple[int, int, int]:
+    """(images trained on, images that select the epoch, images reported) a config selects.
+
+    With ``selection="holdout"`` a class-balanced ``holdout_fraction`` of the training split selects
+    the epoch; with ``"test"`` the reported split does (then it is the second number too).
+    """
     spec = get_dataset_spec(config.dataset)
     classes = config.max_classes or spec.num_classes
-    train, val = SPLIT_PER_CLASS[spec.name]
-    return (classes * min(config.train_per_class or train, train),
-            classes * min(config.val_per_class or val, val))
+    train, test = SPLIT_PER_CLASS[spec.name]
+    per_class = min(config.train_per_class or train, train)
+    reported = classes * min(config.val_per_class or test, test)
+    if config.selection != "holdout":
+        return classes * per_class, reported, reported
+    held = min(max(1, round(per_class * config.holdout_fraction)), per_class - 1)
+    return classes * (per_class - held), classes * held, reported
 
 
 @lru_cache(maxsize=None)
@@ -119,32 +127,41 @@ def _measured(config: Any, rows: list[dict[str, Any]], packed: int) -> float | N
 
 
 def run_cost(config: Any, *, benchmarks: list[dict[str, Any]] | None = None, packed: int = 1) -> RunCost:
-    """Images and estimated GPU seconds of one run (its maximum epochs; overheads included, compile not)."""
-    n_train, n_val = split_sizes(config)
+    """Images and estimated GPU seconds of one run (its maximum epochs; overheads included, compile not).
+
+    Every epoch trains once and evaluates the selection split (and the reported one when it
+    differs and ``test_every_epoch``); the reported split is evaluated once more at the end.
+    """
+    n_train, n_select, n_test = split_sizes(config)
     spec = get_dataset_spec(config.dataset)
     classes = config.max_classes or spec.num_classes
     mixing = config.mixup > 0 or config.cutmix > 0
     steps = n_train // config.batch_size if mixing else math.ceil(n_train / config.batch_size)
     steps = min(steps, config.max_steps_per_epoch or steps)
+    separate = config.selection == "holdout"
+    n_val = n_select + (n_test if separate and config.test_every_epoch else 0)  # evaluated every epoch
+    n_final = n_test if separate and not config.test_every_epoch else 0  # the reported split, once
     eval_steps = math.ceil(n_val / config.batch_size)
     seen = min(n_train, steps * config.batch_size)
-    images = config.epochs * (seen + n_val)
+    images = config.epochs * (seen + n_val) + n_final
     fwd = forward_gflops(config.model, config.image_size, config.stem_stride, classes, config.head,
                          config.head_num_heads) * 1e9
     rate = ASSUMED_TFLOPS * 1e12
     floor = STEP_FLOOR_S + STEP_FLOOR_PER_BLOCK_S * _blocks(config.model)
-    if fast_path_allowed(config) and _features_fit(config, n_train + n_val):
-        feature_pass = (n_train + n_val) * fwd / rate + math.ceil((n_train + n_val) / config.batch_size) * floor / EVAL_SPEEDUP
+    n_all = n_train + n_select + (n_test if separate else 0)
+    if fast_path_allowed(config) and _features_fit(config, n_all):  # features once, then the head alone
+        feature_pass = n_all * fwd / rate + math.ceil(n_all / config.batch_size) * floor / EVAL_SPEEDUP
         seconds = feature_pass + config.epochs * (steps + eval_steps) * HEAD_STEP_S
-        return RunCost(images + n_train + n_val, RUN_OVERHEAD_S + seconds, "flops")
+        return RunCost(images + n_all, RUN_OVERHEAD_S + seconds, "flops")
     measured = _measured(config, benchmarks or [], packed)
     if measured:
-        seconds = config.epochs * (seen / measured + n_val / (measured * EVAL_SPEEDUP))
+        seconds = config.epochs * seen / measured + (config.epochs * n_val + n_final) / (measured * EVAL_SPEEDUP)
         return RunCost(images, RUN_OVERHEAD_S + seconds, "benchmark")
     factor = FROZEN_FLOP_FACTOR if config.freeze_backbone else TRAIN_FLOP_FACTOR
     train_step = max(factor * fwd * config.batch_size / rate, floor)
     eval_step = max(fwd * config.batch_size / rate, floor / EVAL_SPEEDUP)
-    seconds = config.epochs * (steps * train_step + eval_steps * eval_step)
+    final_steps = math.ceil(n_final / config.batch_size)
+    seconds = config.epochs * (steps * train_step + eval_steps * eval_step) + final_steps * eval_step
     return RunCost(images, RUN_OVERHEAD_S + seconds, "flops")
 
 

@@ -16,14 +16,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..runfolder import RUNTIME_KEYS as RESUME_RUNTIME_KEYS
+
 __all__ = ["IDENTITY_TAG", "RUNTIME_KEYS", "STORE_VERSION", "WEIGHT_SUFFIXES", "entry_name", "key_fields",
            "pretrained_identity", "run_key", "safe_label"]
 
 #: Bump when a code change changes what runs compute: every run then gets a new key and is trained again.
 STORE_VERSION = 1
 
-#: config keys that do not change what a run computes (left out of the key)
-RUNTIME_KEYS = frozenset({"run_name", "resume", "progress", "device", "compile", "data_dir", "out_dir", "extra"})
+#: config keys that do not change what a run computes (left out of the key): the ones a resumed run
+#: takes from the caller (device, folders, progress, compile, ...) and the free-form tags in ``extra``
+RUNTIME_KEYS = frozenset(RESUME_RUNTIME_KEYS) | {"extra"}
 
 #: the ``extra`` tag naming the identity of ``pretrained`` (set by ``backbones.transfer_source``)
 IDENTITY_TAG = "pretrained_identity"
