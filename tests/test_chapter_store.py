@@ -109,3 +109,13 @@ def test_weights_needed_trains_a_stored_run_again_once(trained, data_root, monke
     assert len(trained) == 2 and (again.path / "checkpoint_best.pt").is_file()
     entries = list((tmp_path / "runs" / "results" / "03_t").iterdir())
     assert len(entries) == 1  # the entry was replaced, not duplicated
+
+
+def test_publishing_copies_the_local_runs_a_chapter_uses(trained, data_root, monkeypatch, tmp_path):
+    chapter.start("06_t", namespace(data_root, seeds=[0]), title="T").sweep({"a": {}})
+    assert not (tmp_path / "results").exists() and (tmp_path / "runs" / "results" / "06_t").is_dir()
+    monkeypatch.setenv(paths.PUBLISH_ENV, "1")
+    ch = chapter.start("06_t", namespace(data_root, seeds=[0]), title="T")
+    ch.sweep({"a": {}})
+    assert len(trained) == 1 and ch.obtained[0].entry.path.parent == tmp_path / "results" / "06_t"
+    assert (tmp_path / "results" / "06_t" / ch.obtained[0].entry.path.name / "store.json").is_file()

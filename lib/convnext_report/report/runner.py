@@ -103,13 +103,12 @@ def obtain(chapter: str, label: str, config: Any, *, smoke: bool, hook: HookFact
     config = config.replace(run_name=entry_name(label, config.seed, key), resume=True)
     folder = Path(config.out_dir) / config.run_name
     entry = store.find(key, smoke=smoke)
+    if entry is not None and publishing() and not entry.path.resolve().is_relative_to(committed_store_dir().resolve()):
+        entry = store.publish(entry)  # a page published from this run needs it in the committed store
     weights_here = (folder / CHECKPOINT_BEST).is_file()
     if entry is not None and need_weights and weights_here:
         return Obtained(load_run(folder), key, "store", entry)
     if entry is not None and not (need_weights and training_allowed()):
-        committed = committed_store_dir().resolve()
-        if publishing() and not entry.path.resolve().is_relative_to(committed):
-            entry = store.publish(entry)
         return Obtained(store.load(entry, config), key, "store", entry)
     if not training_allowed():
         raise MissingRunError(_missing_message(chapter, label, config.seed, key, smoke))
