@@ -21,14 +21,20 @@ The core, one job per module (none of them imports :mod:`convnext_report.report`
 :mod:`convnext_report.report` is the book's layer on top (chapters, records, tables, glue).
 """
 
-from .complexity import count_macs, count_parameters
-from .config import TrainConfig, load_config
-from .data import load_split
-from .engine import evaluate, train_one_epoch
-from .evaluation import EvalResult
-from .models import build_model
-from .runfolder import Run, load_run
-from .training import train
+import warnings
+
+# timm imports huggingface_hub, whose tqdm.auto warns in a notebook kernel without ipywidgets; the
+# warning would put an installation-dependent path into every notebook that imports this package.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from .complexity import count_macs, count_parameters  # noqa: E402  (after the filter)
+from .config import TrainConfig, load_config  # noqa: E402
+from .data import load_split  # noqa: E402
+from .engine import evaluate, train_one_epoch  # noqa: E402
+from .evaluation import EvalResult  # noqa: E402
+from .models import build_model  # noqa: E402
+from .runfolder import Run, load_run  # noqa: E402
+from .training import train  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -18,9 +18,3 @@ It imports the core (:mod:`convnext_report`); no core module imports it.
 - :mod:`.alpha_log`: DyT alpha per epoch
 - :mod:`.figures`: the explanatory figures (roadmap, blocks, DyT, GRN, ours against the sources)
 """
-
-import warnings
-
-# Chapters show no progress widgets; tqdm.auto's warning that ipywidgets is missing would only
-# put an installation-dependent path into the notebooks' outputs.
-warnings.filterwarnings("ignore", message="IProgress not found")
