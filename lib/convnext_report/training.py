@@ -209,8 +209,9 @@ class _Session:
         if self.info.is_main:
             _log.info("finished (%s): %s", stop_reason, self.folder.path)
         dist_utils.barrier()
+        # the evaluation is read back from eval.npz on first use: a Run is what its folder holds (compact arrays)
         return Run(path=self.folder.path, config=self.config, history=list(sel.history), record=dict(self.record),
-                   best=dict(sel.best), _eval=result)
+                   best=dict(sel.best))
 
     def _fail(self, reason: str, message: str) -> None:
         self.record.update(status="failed", stop_reason=reason, error=message)
