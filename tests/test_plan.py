@@ -25,7 +25,8 @@ def _folders(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def book_plan() -> list[plan.ChapterPlan]:
-    return plan.build_plan(book=REPO / "book")
+    """The plan as ``python -m convnext_report plan`` makes it (with any GPU benchmark rows committed)."""
+    return plan.build_plan(book=REPO / "book", benchmarks=estimate.load_benchmarks(REPO / "benchmarks" / "results"))
 
 
 def test_the_book_fits_its_gpu_budget(book_plan):
@@ -74,12 +75,13 @@ def test_benchmark_rows_replace_the_flops_estimate(tmp_path):
     flops = estimate.run_cost(config)  # 45,000 trained on, 5,000 held out select the epoch, 10,000 reported once
     assert flops.basis == "flops" and flops.images == 10 * 50_000 + 10_000
     assert estimate.split_sizes(config.replace(selection="test")) == (50_000, 10_000, 10_000)
+    row = {"model": "convnextv2_tiny", "image_size": 32, "stem_stride": 4, "batch_size": 256, "mode": "ours-real",
+           "images_per_second": 10_000.0, "device": "NVIDIA H100 80GB HBM3", "device_type": "cuda"}
     (tmp_path / "b.json").write_text(json.dumps([
-        {"model": "convnextv2_tiny", "image_size": 32, "stem_stride": 4, "batch_size": 256, "mode": "ours-real",
-         "images_per_second": 10_000.0},
-        {"model": "convnextv2_tiny", "image_size": 32, "stem_stride": 4, "batch_size": 256, "mode": "packed-2",
-         "images_per_second": 40_000.0}]))
+        row, {**row, "mode": "packed-2", "images_per_second": 40_000.0},
+        {**row, "images_per_second": 50.0, "device": "CPU AMD EPYC (2 threads)", "device_type": "cpu"}]))
     rows = estimate.load_benchmarks(tmp_path)
+    assert len(rows) == 2  # a CPU row says nothing about an H100
     measured = estimate.run_cost(config, benchmarks=rows)
     assert measured.basis == "benchmark"
     assert measured.seconds == pytest.approx(estimate.RUN_OVERHEAD_S + 10 * 45_000 / 1e4 + (10 * 5_000 + 10_000) / 3e4)

@@ -27,7 +27,7 @@ from ..models import MODEL_VARIANTS, build_model
 from ..parts import fast_path_allowed
 
 __all__ = [
-    "ASSUMED_TFLOPS", "BENCHMARK_MODE", "COMPILE_WARMUP_S", "EVAL_SPEEDUP", "GPU", "HEAD_STEP_S", "NOTEBOOK_OVERHEAD_S",
+    "ASSUMED_TFLOPS", "BENCHMARK_GPUS", "BENCHMARK_MODE", "COMPILE_WARMUP_S", "EVAL_SPEEDUP", "GPU", "HEAD_STEP_S", "NOTEBOOK_OVERHEAD_S",
     "RUN_OVERHEAD_S", "SPLIT_PER_CLASS", "STEP_FLOOR_PER_BLOCK_S", "STEP_FLOOR_S", "RunCost", "assumptions",
     "compile_shape", "forward_gflops", "load_benchmarks", "run_cost", "split_sizes",
 ]
@@ -53,6 +53,8 @@ COMPILE_WARMUP_S = 30.0
 NOTEBOOK_OVERHEAD_S = 20.0
 #: benchmark rows of our own training loop on real data
 BENCHMARK_MODE = "ours-real"
+#: only rows measured on these GPUs stand in for the estimate (a CPU row says nothing about an H100)
+BENCHMARK_GPUS = ("H100", "H200")
 #: images per class of the train and validation splits (the registry has no counts)
 SPLIT_PER_CLASS = {"tiny-imagenet-32": (500, 50), "tiny-imagenet": (500, 50), "cifar10": (5000, 1000),
                    "cifar100": (500, 100)}
@@ -105,14 +107,16 @@ def compile_shape(config: Any) -> tuple | None:
 
 
 def load_benchmarks(folder: str | Path | None) -> list[dict[str, Any]]:
-    """Rows of every ``*.json`` in ``folder`` (a list of rows, or ``{"rows": [...]}``); none if absent."""
+    """Rows of every ``*.json`` in ``folder`` (a list of rows, or ``{"rows": [...]}``) measured on one of
+    :data:`BENCHMARK_GPUS`; none if absent."""
     rows: list[dict[str, Any]] = []
     if folder is None or not Path(folder).is_dir():
         return rows
     for file in sorted(Path(folder).glob("*.json")):
         data = json.loads(file.read_text())
         rows += data.get("rows", []) if isinstance(data, dict) else data
-    return [r for r in rows if isinstance(r, dict) and r.get("images_per_second")]
+    return [r for r in rows if isinstance(r, dict) and r.get("images_per_second")
+            and any(gpu in str(r.get("device", "")) for gpu in BENCHMARK_GPUS)]
 
 
 def _measured(config: Any, rows: list[dict[str, Any]], packed: int) -> float | None:
@@ -176,7 +180,7 @@ def _features_fit(config: Any, n_images: int) -> bool:
 def assumptions(benchmarks: list[dict[str, Any]]) -> str:
     """The assumptions behind the estimates, named, for the plan's output."""
     basis = (f"measured images/s from {len(benchmarks)} benchmark rows (mode {BENCHMARK_MODE}) where a model "
-             "matches, else " if benchmarks else "no benchmarks/results/*.json: ")
+             "matches, else " if benchmarks else f"no {'/'.join(BENCHMARK_GPUS)} rows in benchmarks/results/*.json: ")
     return (f"estimated {GPU} seconds: {basis}FLOPs at ASSUMED_TFLOPS={ASSUMED_TFLOPS:g} TFLOP/s "
             f"(training {TRAIN_FLOP_FACTOR:g}x forward), per-step floor STEP_FLOOR_S={STEP_FLOOR_S * 1e3:g} ms + "
             f"STEP_FLOOR_PER_BLOCK_S={STEP_FLOOR_PER_BLOCK_S * 1e3:g} ms per block, "
