@@ -11,7 +11,7 @@ import torch
 
 from convnext_report.config import TrainConfig
 from convnext_report.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from convnext_report.report import alpha_log, backbones, banners, chapter, paths, recipes
+from convnext_report.report import backbones, banners, chapter, paths, recipes
 
 
 @pytest.fixture(autouse=True)
@@ -145,20 +145,6 @@ def test_export_and_find_backbone(tmp_path):
     assert backbones.transfer_source("convnext_tiny.fb_in1k", "ignored")["image_size"] == 224
     with pytest.raises(FileNotFoundError, match="neither a file nor a known timm id"):
         backbones.transfer_source("nope.pt", "bb")
-
-
-def test_alpha_log_reads_the_checkpoint(tmp_path):
-    state = {"stem.1.alpha": torch.tensor([0.7]), "stages.0.blocks.0.norm.alpha": torch.tensor([0.3]),
-             "stages.0.blocks.0.norm.weight": torch.ones(4)}
-    torch.save({"model": state}, tmp_path / "checkpoint_last.pt")
-    log = alpha_log.AlphaLog(tmp_path, 0.5)
-    log({"epoch": 0})
-    log({"epoch": 1})
-    frame = pd.read_csv(tmp_path / alpha_log.AlphaLog.FILE)
-    assert list(frame["epoch"]) == [0, 0, 1, 1, 2, 2]
-    assert frame[frame["epoch"] == 0]["alpha"].tolist() == [0.5, 0.5]
-    assert frame[frame["epoch"] == 2].set_index("layer")["alpha"].to_dict() == pytest.approx(
-        {"stem.1": 0.7, "stages.0.blocks.0.norm": 0.3})
 
 
 def test_recipes_and_grid():

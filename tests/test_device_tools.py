@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 
 
 def copy_repo(dest: Path) -> Path:
+    """The repository without its result store: the runs these tests make are the only entries."""
     shutil.copytree(REPO, dest, ignore=IGNORE)
+    shutil.rmtree(dest / "results", ignore_errors=True)
     return dest
 
 
@@ -37,13 +39,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def device_output(tmp_path_factory, data_root) -> Path:
-    """device_run on a copy of the repository: chapters 02 and 03, smoke, wheels already installed."""
+    """device_run on a copy of the repository: chapter 03 and the status page, smoke, wheels already installed."""
     tmp = tmp_path_factory.mktemp("device")
     machine = copy_repo(tmp / "machine")
     out = tmp / "out"
     done = subprocess.run(
         [sys.executable, "tools/device_run", "--data", str(data_root), "--no-install", "--smoke", "--minutes", "8",
-         "--out", str(out), "--scratch", str(tmp / "scratch"), "--chapters", "02_architecture", "03_source_backbone",
+         "--out", str(out), "--scratch", str(tmp / "scratch"), "--chapters", "03_source_backbone", "status",
          "--", *SMALL], cwd=machine, env=clean_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return out
@@ -56,8 +58,8 @@ def test_device_run_leaves_one_small_folder(device_output):
     with tarfile.open(device_output / "results.tar.gz") as tar:
         names = tar.getnames()
         manifest = json.load(tar.extractfile("device_run.json"))
-    assert manifest["chapters"] == {"02_architecture": "ok", "03_source_backbone": "ok"}
-    assert {"book/02_architecture.ipynb", "book/03_source_backbone.ipynb", "book/records/03_source_backbone.json"} <= set(names)
+    assert manifest["chapters"] == {"03_source_backbone": "ok", "status": "ok"}
+    assert {"book/status.ipynb", "book/03_source_backbone.ipynb", "book/records/03_source_backbone.json"} <= set(names)
     entry = [n for n in names if n.startswith("results/smoke/03_source_backbone/") and n.endswith("/store.json")]
     assert len(entry) == 1 and any(n.endswith("/backbone.json") for n in names)
     assert not [n for n in names if n.endswith((".pt", ".pth", ".safetensors"))]

@@ -12,7 +12,7 @@ import pytest
 
 from convnext_report import history
 from convnext_report.config import TrainConfig
-from convnext_report.report import alpha_log, results, sources, tables
+from convnext_report.report import results, sources, tables
 
 
 def fake_run(tmp_path: Path, *, label="a", seed=0, val=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
@@ -53,11 +53,17 @@ def test_history_frame_converts_runner_history(tmp_path):
 
 
 def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
-    row = tables.run_summary(fake_run(tmp_path, seconds=600.0))
-    assert row["best_val_acc"] == pytest.approx(50.0)
-    assert row["best_epoch"] == 2 and row["epochs_run"] == 3
-    assert row["gap_at_best"] == pytest.approx(10.0)
+    row = tables.run_summary(fake_run(tmp_path, seconds=600.0))  # selected on the reported split itself
+    assert row["top1"] == pytest.approx(50.0) == row["val_top1"]
+    assert row["selected_epoch"] == 2 and row["epochs_run"] == 3
+    assert row["gap"] == pytest.approx(10.0)
     assert row["minutes"] == pytest.approx(10.0) and row["gpu_minutes"] == 0.0
+    held_out = fake_run(tmp_path, label="h", selection="holdout")
+    held_out.record.update(final_top1=0.45, peeked_top1=0.47)  # the test split, evaluated once at the held-out best
+    row = tables.run_summary(held_out)
+    assert row["top1"] == pytest.approx(45.0) and row["val_top1"] == pytest.approx(50.0)
+    assert row["gap"] == pytest.approx(60.0 - 45.0) and row["peeked_top1"] == pytest.approx(47.0)
+    assert "test top-1 (%)" in tables.show(tables.runs_frame([held_out]), ["label", "top1"]).columns
     gpu = tables.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
     assert gpu["gpu_minutes"] == pytest.approx(1.0) and gpu["device"] == "NVIDIA H100"
 
@@ -112,7 +118,7 @@ def _records(tmp_path: Path, configuration: str) -> list[dict]:
                 "dataset": "tin", "resolution": "32", "epochs": "1", "source_key": None}]
     records = [{"chapter": "04_baseline", "title": "Baseline", "configuration": configuration, "environment": env,
                 "finished_at": "2026-01-02T03:04:05+00:00", "minutes": 1.25, "gpu_minutes": 0.0,
-                "results": results, "runs": [{"label": "baseline", "seed": 0, "best_val_acc": 61.0}]}]
+                "results": results, "runs": [{"label": "baseline", "seed": 0, "top1": 61.0}]}]
     folder = tmp_path / configuration
     folder.mkdir()
     (folder / "04_baseline.json").write_text(json.dumps(records[0]))
@@ -135,7 +141,7 @@ def test_results_table_never_shows_smoke_numbers(tmp_path):
     assert "61.2" not in smoke.to_string()
     full = results.results_table(_records(tmp_path, "full"))
     assert full.loc[0, "this book"] == "61.2 ± 0.5 % (3 seeds)"
-    assert full.loc[0, "source"] == "82.61 (source 000)"
+    assert full.loc[0, "source"] == "82.61 % (source 000)"
 
 
 def test_glue_values(tmp_path):
@@ -160,8 +166,42 @@ def test_alpha_frame_and_throughput(tmp_path):
     run = fake_run(tmp_path, label="dyt", norm="dyt")
     pd.DataFrame({"epoch": [0, 0, 1, 1], "layer": ["stem.1", "stages.2.blocks.0.norm"] * 2,
                   "alpha": [0.5, 0.5, 0.6, 0.4]}).to_csv(run.path / "dyt_alpha.csv", index=False)
-    frame = alpha_log.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
+    frame = tables.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
     assert list(frame["stage"].unique()) == ["stem", "stage 3"] and len(frame) == 4
-    assert alpha_log.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
+    assert tables.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
     speed = tables.throughput({"dyt": [run]})
     assert speed.loc[0, "images/s"] == 500.0 and speed.loc[0, "ms/step"] == pytest.approx(1000 * 256 / 500, rel=1e-3)
+
+
+def test_peeking_and_chapter_glue_texts(tmp_path):
+    runs = []
+    for seed, (final, peeked) in enumerate(((0.40, 0.44), (0.42, 0.43))):
+        run = fake_run(tmp_path, label="x", seed=seed, selection="holdout")
+        run.record.update(final_top1=final, peeked_top1=peeked)
+        runs.append(run)
+    frame = tables.runs_frame({"x": runs})
+    peek = tables.peeking(frame).set_index("label").loc["x"]
+    assert peek["what peeking adds (points)"] == pytest.approx(2.5)
+    assert peek["best held-out top-1 over the epochs (%)"] == pytest.approx(50.0) and peek["seeds"] == 2
+    line = tables.summary_line(runs[1], source="trained")
+    assert line.startswith("x (seed 1): test top-1 42.00 % at epoch 2 of 3 (selected on held-out training images)")
+    row = results.headline("k", runs, experiment="e", chapter="06")
+    assert row["mean"] == pytest.approx(41.0) and row["peeked_mean"] == pytest.approx(43.5)
+    texts = results.headline_texts([{**row, "configuration": "full"}])
+    assert texts["k"] == "41.0 ± 1.4 % (2 seeds)" and texts["k_peeked"] == "43.5 % (+2.5 points)"
+    smoke = results.headline_texts([{**row, "configuration": "smoke"}])
+    assert smoke["k"] == smoke["k_peeked"] == results.SMOKE_LABEL
+    first, second = {**row, "configuration": "full"}, {**row, "mean": 44.0, "configuration": "full"}
+    assert results.change_text(first, second) == "+3.00 ± 2.00 points"
+    assert results.change_text(None, second).startswith("—")
+    assert results.best_text([first, {**second, "key": "k2", "experiment": "better"}], "k").endswith("(better)")
+    assert results.double_source_text() == "71.4 %"
+
+
+def test_budget_texts_read_the_full_configuration():
+    from convnext_report.report import plan
+
+    texts = plan.budget_texts("04_baseline")
+    assert texts["budget_runs"] == "3" and texts["budget_seconds"].endswith(" s")
+    assert texts["budget_epochs"] == str(plan.chapter_params(plan.repo_root() / "book" / "04_baseline.ipynb")["epochs"])
+    assert int(plan.ablation_texts()["ablation_seconds"].split()[0]) > 100

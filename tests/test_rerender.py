@@ -65,7 +65,7 @@ def test_a_chapter_re_renders_from_the_store_without_training(tmp_path, data_roo
     a, b = (json.loads((tmp_path / r / "04_baseline.json").read_text()) for r in ("records_a", "records_b"))
     assert b["results"] == a["results"]
     assert [r["from"] for r in b["runs"]] == ["store", "store"] and [r["from"] for r in a["runs"]] == ["trained"] * 2
-    same = ("best_val_acc", "best_epoch", "epochs_run", "gap_at_best", "minutes", "device", "key")
+    same = ("top1", "selected_epoch", "epochs_run", "gap", "minutes", "device", "key")
     assert [{k: r[k] for k in same} for r in b["runs"]] == [{k: r[k] for k in same} for r in a["runs"]]
     assert outputs(tmp_path / "04b.ipynb") == outputs(tmp_path / "04a.ipynb")
     banner = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(tmp_path / "04b.ipynb", 4).cells

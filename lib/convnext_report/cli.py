@@ -18,18 +18,26 @@ import signal
 import sys
 from dataclasses import fields
 
+from pathlib import Path
+
 import yaml
 
 from . import config as config_module
 from .config import TrainConfig, load_config
+from .interrupts import Terminated
 from .packing import follow_parent
-from .training import RunTerminated, train
+from .training import train
+
+# the command line sits above both layers: ``plan`` is a command of the book's report layer
+from .report import plan as book_plan
+from .report.estimate import load_benchmarks
+from .report.paths import repo_root
 
 __all__ = ["build_parser", "main"]
 
 
 def _key_help() -> str:
-    """One line per config key: name, default and the comment written beside the field."""
+    """One line per config key: name, default, the comment written beside the field, and what it accepts."""
     comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#:\s*(.*)$", inspect.getsource(config_module.TrainConfig), re.M))
     defaults = TrainConfig()
     width = max(len(f.name) for f in fields(TrainConfig))
@@ -39,7 +47,7 @@ def _key_help() -> str:
         line = f"  {f.name:<{width}}  default {value}"
         if f.name in comments:
             line += f"  -- {comments[f.name]}"
-        lines.append(line)
+        lines.append(f"{line}  [{config_module.allowed_values(f.name)}]")
     return "\n".join(lines)
 
 
@@ -74,12 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .report import plan as book_plan  # the CLI sits above both layers
-    from .report.estimate import load_benchmarks
-    from .report.paths import repo_root
-
     folder = Path(args.benchmarks) if args.benchmarks else repo_root() / "benchmarks" / "results"
     benchmarks = load_benchmarks(folder)
     plans = book_plan.build_plan(book=args.book, smoke=args.smoke, benchmarks=benchmarks, packed=args.packed)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command_parser.error(f"{err}\n(`{args.command_parser.prog} --help` lists every key with its default)")
     try:
         run = train(cfg)
-    except RunTerminated:  # SIGTERM: the run folder says "failed (terminated)"; resume=true continues it
+    except Terminated:  # SIGTERM: the run folder says "failed (terminated)"; resume=true continues it
         print(f"terminated: resume with run_name={cfg.run_name or '<the printed run folder>'} resume=true",
               file=sys.stderr, flush=True)
         return 128 + signal.SIGTERM

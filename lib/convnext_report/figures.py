@@ -24,7 +24,7 @@ from .evaluation import EvalResult, first_classes, pick_samples  # noqa: E402
 from .history import HISTORY_REQUIRED, history_frame  # noqa: E402
 
 __all__ = [
-    "COLORS", "plot_alpha", "plot_confusion", "plot_curves", "plot_first_classes", "plot_history", "plot_metric_bars",
+    "CAPTION_POINTS", "COLORS", "GRID_COLUMNS", "plot_alpha", "plot_confusion", "plot_curves", "plot_first_classes", "plot_history", "plot_metric_bars",
     "plot_samples", "subplots", "use_style",
 ]
 
@@ -177,50 +177,56 @@ def _short(name: str, width: int = 14) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
+#: panels per row of an image grid, and its caption size: readable when the page scales the figure
+#: down to its width (about 700 px for 8 inches of figure)
+GRID_COLUMNS, CAPTION_POINTS = 4, 10.5
+
+
 def plot_samples(result: EvalResult, images, *, n_correct: int = 8, n_wrong: int = 8, seed: int = 0,
                  title: str | None = None) -> Figure:
-    """Random correct (top row) and wrong (bottom row) predictions, as the source's Figs. 4 and 7.
+    """Random correct (top rows) and wrong (bottom rows) predictions, as the source's Figs. 4 and 7.
 
     ``result``: an :class:`~convnext_report.evaluation.EvalResult` (``run.eval``); ``images``: the
-    uint8 ``(N, 3, H, W)`` validation images it indexes (``run.val_data().images``). The picks are
+    uint8 ``(N, 3, H, W)`` images it indexes (``run.val_data().images``). The picks are
     :func:`convnext_report.evaluation.pick_samples`.
     """
     picks = pick_samples(result, n_correct=n_correct, n_wrong=n_wrong, seed=seed)
-    rows = (picks[picks["correct"]], picks[~picks["correct"]])
-    ncols = max(n_correct, n_wrong, 1)
-    fig, axes = subplots(2, ncols, size=(1.45 * ncols, 4.1))
-    for r, (part, kind) in enumerate(zip(rows, ("correct", "wrong"))):
-        for col in range(ncols):
-            ax = axes[r, col]
-            if col >= len(part):
+    parts = [(picks[picks["correct"]], "correct", n_correct), (picks[~picks["correct"]], "wrong", n_wrong)]
+    rows_of = [max(1, -(-n // GRID_COLUMNS)) for _, _, n in parts]
+    fig, axes = subplots(sum(rows_of), GRID_COLUMNS, size=(8.0, 2.25 * sum(rows_of) + 0.5))
+    first_row = 0
+    for (part, kind, n), nrows in zip(parts, rows_of):
+        for i in range(nrows * GRID_COLUMNS):
+            ax = axes[first_row + i // GRID_COLUMNS, i % GRID_COLUMNS]
+            if i >= len(part):
                 ax.axis("off")
                 continue
-            row = part.iloc[col]
+            row = part.iloc[i]
             _show_image(ax, images[int(row["index"])])
-            text = _short(row["label_name"])
+            text = _short(row["label_name"], 18)
             if kind == "wrong":
-                text = f"{text}\n→ {_short(row['prediction_name'])}"
-            ax.set_title(text, fontsize=7.5, color=COLORS[kind])
+                text = f"{text}\n→ {_short(row['prediction_name'], 18)}"
+            ax.set_title(text, fontsize=CAPTION_POINTS, color=COLORS[kind])
         if len(part):
-            axes[r, 0].set_ylabel(kind, color=COLORS[kind], fontsize=10)
-    fig.suptitle(title or f"{len(rows[0])} random correct (top) and {len(rows[1])} random wrong predictions "
-                 f"(bottom, true → predicted); seed {seed}", fontsize=10)
+            axes[first_row, 0].set_ylabel(kind, color=COLORS[kind], fontsize=CAPTION_POINTS + 1)
+        first_row += nrows
+    fig.suptitle(title or f"{len(parts[0][0])} random correct and {len(parts[1][0])} random wrong predictions "
+                 f"(true → predicted); seed {seed}", fontsize=CAPTION_POINTS + 1)
     fig.tight_layout()
     return fig
 
 
 def plot_first_classes(result: EvalResult, images, *, k: int = 16, seed: int | None = 0, title: str | None = None) -> Figure:
-    """One validation image of each of the classes 0..k-1 with its prediction (source Figs. 5 and 8).
+    """One image of each of the classes 0..k-1 with its prediction (source Figs. 5 and 8).
 
-    Titles give the class id and name, the class's accuracy over the whole validation set, and
+    Titles give the class id and name, the class's accuracy over all its evaluated images, and
     the prediction for the shown image (green: right, red: wrong). Picks:
     :func:`convnext_report.evaluation.first_classes`.
     """
     picks = first_classes(result, k=k, seed=seed)
     per_class = result.per_class_accuracy
-    ncols = 8
-    nrows = max(1, -(-len(picks) // ncols))
-    fig, axes = subplots(nrows, ncols, size=(1.5 * ncols, 1.8 * nrows + 0.4))
+    nrows = max(1, -(-len(picks) // GRID_COLUMNS))
+    fig, axes = subplots(nrows, GRID_COLUMNS, size=(8.0, 2.4 * nrows + 0.5))
     for i, ax in enumerate(axes.flat):
         if i >= len(picks):
             ax.axis("off")
@@ -228,11 +234,11 @@ def plot_first_classes(result: EvalResult, images, *, k: int = 16, seed: int | N
         row = picks.iloc[i]
         _show_image(ax, images[int(row["index"])])
         c = int(row["label"])
-        ax.set_title(f"{c}: {_short(row['label_name'], 11)} ({100 * per_class[c]:.0f}%)\n"
-                     f"pred: {_short(row['prediction_name'], 11)}",
-                     fontsize=7, color=COLORS["correct" if row["correct"] else "wrong"])
-    fig.suptitle(title or f"Classes 0–{len(picks) - 1}: class (accuracy over its validation images) "
-                 "and the prediction for one of them", fontsize=10)
+        ax.set_title(f"{c}: {_short(row['label_name'], 16)} ({100 * per_class[c]:.0f}%)\n"
+                     f"pred: {_short(row['prediction_name'], 16)}",
+                     fontsize=CAPTION_POINTS, color=COLORS["correct" if row["correct"] else "wrong"])
+    fig.suptitle(title or f"Classes 0–{len(picks) - 1}: class (accuracy over its images) "
+                 "and the prediction for one image of it", fontsize=CAPTION_POINTS + 1)
     fig.tight_layout()
     return fig
 

@@ -11,22 +11,21 @@ same history (bit-identical on CPU at the same thread count; see tests/test_pack
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
 from .config import TrainConfig, save_config
 from .distributed import resolve_device
+from .interrupts import die_with_parent, sigterm_raises
 from .runfolder import Run, load_run, read_json
 from .workers import choose_workers, threads_per_worker
 
@@ -38,7 +37,6 @@ _GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 _POLL_SECONDS = 0.2
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                   "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def train_many(configs: Sequence[TrainConfig], *, workers: int | None = None,
     failures: list[RunFailure] = []
     running: list[_Job] = []
     done = len(jobs) - len(todo)
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             while todo or running:
                 while todo and len(running) < k:
@@ -229,33 +227,8 @@ def _stop(running: list[_Job]) -> None:
             return
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises ``SystemExit(143)`` so the children are stopped; only in the main
-    thread and only where SIGTERM has its default action."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def _raise(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def follow_parent() -> None:
-    """In a child of :func:`train_many` (``$CONVNEXT_REPORT_PARENT_PID`` set): get SIGTERM when the parent
-    dies, even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), and exit now if it is already gone."""
+    """In a child of :func:`train_many` (``$CONVNEXT_REPORT_PARENT_PID`` set): die with the parent."""
     parent = os.environ.pop(PARENT_ENV, "")
-    if not parent.isdigit():
-        return
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != int(parent):
-        os._exit(1)
+    if parent.isdigit():
+        die_with_parent(int(parent))

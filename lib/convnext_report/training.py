@@ -26,7 +26,7 @@ from .engine import NonFiniteLossError, evaluate, train_one_epoch
 from .environment import environment_record, now_iso
 from .evaluation import EvalResult
 from .frozen import HeadOnly
-from .interrupts import RunTerminated, sigterm_raises
+from .interrupts import Terminated, sigterm_raises
 from .models import dyt_alphas
 from .parts import Parts, build_parts, wrap_model
 from .resume import checkpoint, restore
@@ -42,7 +42,7 @@ from .runfolder import (
 )
 from .selection import Selection
 
-__all__ = ["RunTerminated", "train"]  # RunTerminated: from .interrupts, raised through train
+__all__ = ["train"]
 
 _log = logging.getLogger("convnext_report.run")
 
@@ -134,7 +134,7 @@ class _Session:
             self._fail("non_finite_loss", f"{err}; {kept}")
             raise NonFiniteLossError(f"{err}. The run stopped; {kept}.") from None
         except BaseException as err:
-            reason = "terminated" if isinstance(err, RunTerminated) else \
+            reason = "terminated" if isinstance(err, Terminated) else \
                 "error" if isinstance(err, Exception) else "interrupted"
             self._fail(reason, f"{type(err).__name__}: {err}")
             raise

@@ -14,27 +14,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import io
 import multiprocessing
 import os
 import signal
-import sys
-import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
+
+from ..interrupts import die_with_parent, sigterm_raises
 
 __all__ = ["CorruptImageError", "decode_images"]
 
 
 _POOL_MIN_IMAGES = 20_000  # below this a pool costs more than it saves
 _CHUNK = 4096
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class CorruptImageError(ValueError):
@@ -85,7 +82,7 @@ def _decode_in_pool(chunks: list, workers: int) -> list | None:
     except OSError:  # no pipes / processes left
         return None
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             parts = list(pool.map(_decode_chunk, chunks))
     except (BrokenProcessPool, OSError):  # no fork allowed / worker killed: decode here
         pool.shutdown(wait=False, cancel_futures=True)
@@ -101,30 +98,7 @@ def _init_worker(parent: int) -> None:
     """Pool initializer: default SIGTERM, no SIGINT (the parent handles Ctrl-C), die with ``parent``."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises ``SystemExit(143)`` instead of killing the process outright, so
-    cleanup runs; only in the main thread and only where SIGTERM has its default action."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def _raise(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
 
 
 def _decode_chunk(args: tuple[int, Sequence[bytes | None], int]) -> np.ndarray | tuple[int, str]:

@@ -15,6 +15,5 @@ It imports the core (:mod:`convnext_report`); no core module imports it.
 - :mod:`.backbones`: the transfer chapters' backbone (export, find, timm ids)
 - :mod:`.tables`: runs as tables (seed mean ± std, pivots, stage shapes)
 - :mod:`.results`: headline rows, the results and status tables, glue
-- :mod:`.alpha_log`: DyT alpha per epoch
 - :mod:`.figures`: the explanatory figures (roadmap, blocks, DyT, GRN, ours against the sources)
 """

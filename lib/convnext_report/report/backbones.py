@@ -20,10 +20,10 @@ from ..environment import now_iso
 from ..parts import normalization
 from . import store
 from .keys import IDENTITY_TAG, run_key
-from .paths import backbones_dir
+from .paths import backbones_dir, display_path
 from .tables import run_summary
 
-__all__ = ["BACKBONE_FILE", "TIMM_TRANSFER_SOURCES", "backbone_meta", "backbone_path", "export_backbone",
+__all__ = ["BACKBONE_FILE", "TIMM_TRANSFER_SOURCES", "backbone_meta", "backbone_path", "describe", "export_backbone",
            "find_backbone", "from_meta", "stored_backbone_meta", "transfer_source"]
 
 #: the backbone's meta JSON inside chapter 3's store entry
@@ -42,9 +42,9 @@ def _meta(run: Any, name: str, smoke: bool) -> dict[str, Any]:
     return {
         "name": name, "model": cfg.model, "stem_stride": cfg.stem_stride, "image_size": cfg.image_size,
         "norm": cfg.norm, "dataset": cfg.dataset, "mean": mean, "std": std,
-        "epochs_run": run_summary(run)["epochs_run"], "val_top1": run_summary(run)["best_val_acc"],
+        "epochs_run": run_summary(run)["epochs_run"], "val_top1": run_summary(run)["top1"],
         "configuration": "smoke" if smoke else "full", "store_key": key, "identity": f"run:{key}",
-        "run": str(run.path), "created_at": now_iso(),
+        "run": Path(run.path).name, "created_at": now_iso(),
     }
 
 
@@ -124,6 +124,17 @@ def from_meta(meta: dict[str, Any]) -> dict[str, Any]:
     if meta.get("mean") and meta.get("std"):  # inputs normalised as the backbone saw them in pretraining
         out.update(normalize_mean=list(meta["mean"]), normalize_std=list(meta["std"]))
     return out
+
+
+def describe(source: dict[str, Any]) -> dict[str, Any]:
+    """``source`` (from :func:`transfer_source`) as a page shows it: no absolute paths, short identities."""
+    shown = {k: v for k, v in source.items() if k != "extra"}
+    if shown.get("pretrained") and Path(shown["pretrained"]).suffix:
+        shown["pretrained"] = display_path(shown["pretrained"])
+    identity = (source.get("extra") or {}).get(IDENTITY_TAG)
+    if identity:
+        shown["identity"] = identity[:16] + ("…" if len(identity) > 16 else "")
+    return shown
 
 
 def transfer_source(pretrained: str | None, backbone: str, *, smoke: bool = False) -> dict[str, Any]:

@@ -27,17 +27,19 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_text_atomic
+from ..config import TrainConfig
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
+from ..runfolder import Run
 from .banners import Banner, chapter_banner, provenance
 from .designs import SMOKE, run_config
 from .keys import run_key
 from .parameters import apply_smoke, parameters, passed_parameters
 from .paths import records_dir, runs_dir
-from .results import headline
-from .runner import DeadlineError, HookFactory, Obtained, RunSkipped, obtain
+from .results import glue_texts, headline, headline_texts
+from .runner import DeadlineError, Obtained, Pending, prepare, train_missing
 from .switches import smoke_from_env
-from .tables import run_summary
+from .tables import run_summary, summary_line
 
 __all__ = ["Chapter", "config_hash", "environment", "parameters", "start"]
 
@@ -56,11 +58,6 @@ def environment(device: str = "auto") -> dict[str, Any]:
         "git_commit": (git["commit"] or "no commit yet")[:10],
         "git_dirty": bool(git["dirty"]),
     }
-
-
-def _hook(on_epoch_end: Any) -> HookFactory | None:
-    """A run's ``on_epoch_end`` callable (the loop itself logs DyT alphas to ``dyt_alpha.csv``)."""
-    return (lambda folder, cfg: on_epoch_end) if on_epoch_end is not None else None
 
 
 @dataclass
@@ -135,43 +132,56 @@ class Chapter:
     def runs_dir(self) -> Path:
         return runs_dir() / (self.name + ("-smoke" if self.configuration == "smoke" else ""))
 
-    def _obtain(self, label: str, on_epoch_end: Any = None, weights: bool = False, **changes: Any) -> Any:
+    def _run_config(self, label: str, changes: Mapping[str, Any]) -> TrainConfig:
+        changes = dict(changes)
         seed = changes.pop("seed", self.params.get("seed", 0))
         extra = {"label": label, **changes.pop("extra", {})}
-        config = self.config(**changes, seed=seed, extra=extra)
-        got = obtain(self.name, label, config, smoke=self.configuration == "smoke", hook=_hook(on_epoch_end),
-                     need_weights=weights)
+        return self.config(**changes, seed=seed, extra=extra)
+
+    def _keep(self, got: Obtained) -> Run:
+        """Add a run to the chapter and print its one summary line (its log stays in the run folder)."""
         self.obtained.append(got)
         self.runs.append(got.run)
+        print(summary_line(got.run, source=got.source))
         return got.run
 
-    def train(self, label: str, *, on_epoch_end: Any = None, weights: bool = False, **changes: Any):
+    def train(self, label: str, *, weights: bool = False, **changes: Any) -> Run:
         """One run ``<label>-s<seed>-<key[:8]>``: from the result store, else trained and stored.
 
         ``weights=True``: the chapter needs the run's weights here (chapter 3), so a stored run is
         trained again when its checkpoint is not on this machine and training is allowed.
         """
-        try:
-            return self._obtain(label, on_epoch_end, weights, **changes)
-        except RunSkipped as skipped:
-            raise DeadlineError(self.name, [skipped]) from None
+        smoke = self.configuration == "smoke"
+        got = prepare(self.name, label, self._run_config(label, changes), smoke=smoke, need_weights=weights)
+        if isinstance(got, Pending):
+            trained, skipped = train_missing(self.name, [got], smoke=smoke, workers=1)
+            if skipped:
+                raise DeadlineError(self.name, skipped)
+            got = trained[0]
+        return self._keep(got)
 
     def sweep(self, variants: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] | None = None,
-              on_epoch_end: Any = None, **common: Any) -> dict[str, list[Any]]:
+              workers: int | None = None, **common: Any) -> dict[str, list[Run]]:
         """Every variant (``label -> config changes``) for every seed; returns ``label -> runs``.
 
-        Runs that cannot finish before the deadline are skipped and the others still run; then
-        :class:`.runner.DeadlineError` lists the skipped ones.
+        Stored runs are loaded; the missing ones are trained together, several at once on a GPU
+        (``workers``, default :func:`convnext_report.packing.choose_workers`). Runs that cannot finish
+        before the deadline are skipped and the others still run; then :class:`.runner.DeadlineError`
+        lists the skipped ones.
         """
         seeds = list(seeds if seeds is not None else self.params.get("seeds", [self.params.get("seed", 0)]))
-        out: dict[str, list[Any]] = {}
-        skipped: list[RunSkipped] = []
-        for label, changes in variants.items():
-            for s in seeds:
-                try:
-                    out.setdefault(label, []).append(self._obtain(label, on_epoch_end, **{**common, **changes, "seed": s}))
-                except RunSkipped as err:
-                    skipped.append(err)
+        smoke = self.configuration == "smoke"
+        planned = [(label, self._run_config(label, {**common, **changes, "seed": s}))
+                   for label, changes in variants.items() for s in seeds]
+        found = [prepare(self.name, label, config, smoke=smoke) for label, config in planned]
+        trained, skipped = train_missing(self.name, [g for g in found if isinstance(g, Pending)], smoke=smoke,
+                                         workers=workers)
+        by_key = {got.key: got for got in trained}
+        out: dict[str, list[Run]] = {}
+        for (label, _), got in zip(planned, found):
+            got = by_key.get(got.key) if isinstance(got, Pending) else got
+            if got is not None:
+                out.setdefault(label, []).append(self._keep(got))
         if skipped:
             raise DeadlineError(self.name, skipped)
         return out
@@ -197,6 +207,11 @@ class Chapter:
             rows.append(self.headline(key, group, experiment=f"{title or prefix}: {label}",
                                       source_key=claim, **kw))
         return rows
+
+    def glue(self, rows: Sequence[Mapping[str, Any]] = (), **texts: str) -> dict[str, str]:
+        """Glue the headline ``rows`` (and ``texts``) for ``{glue:text}`key``` in this chapter's prose:
+        every number the prose states comes from a cell that ran (smoke numbers read as not results)."""
+        return glue_texts({**headline_texts(rows), **texts})
 
     def _run_rows(self) -> list[dict[str, Any]]:
         rows = []

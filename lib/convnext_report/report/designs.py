@@ -50,7 +50,7 @@ def run_config(params: Mapping[str, Any], changes: Mapping[str, Any], *, seed: i
     """A run's config: the chapter parameters that are config fields, then ``changes``, ``seed`` and tags."""
     fields = set(field_names())
     values = {k: v for k, v in params.items() if k in fields}
-    values.update(out_dir=out_dir, progress=False)
+    values.update(out_dir=out_dir, progress=False, verbose=False)  # logs stay in the run folder
     values.update({k: v for k, v in changes.items() if k != "extra"})
     values["seed"] = seed
     values["extra"] = {**(extra or {}), **changes.get("extra", {})}
@@ -69,12 +69,13 @@ def backbone_source(params3: Mapping[str, Any], *, smoke: bool) -> dict[str, Any
 def baseline(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Chapter 4: source 000's baseline, a frozen backbone and a linear head, nothing random before it."""
     return {"baseline": dict(**source, freeze_backbone=True, head="linear", schedule="constant", warmup_epochs=0.0,
-                             drop_path_rate=0.0, label_smoothing=0.0, crop_padding=0, hflip=False, randaugment=None)}
+                             drop_path_rate=0.0, label_smoothing=0.0, crop_padding=0, hflip=False, randaugment=None,
+                             test_every_epoch=True)}
 
 
 def improved(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Chapter 5: source 000's improved recipe (the chapter's parameters hold its settings)."""
-    return {"improved": dict(**source, freeze_backbone=False, head="attention")}
+    return {"improved": dict(**source, freeze_backbone=False, head="attention", test_every_epoch=True)}
 
 
 def ablations(recipe_changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

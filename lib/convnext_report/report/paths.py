@@ -31,7 +31,7 @@ from .switches import PUBLISH_ENV, SMOKE_ENV, publishing, smoke_from_env
 
 __all__ = [
     "PUBLISH_ENV", "RECORDS_ENV", "RUNS_ENV", "SMOKE_ENV", "STORE_ENV", "backbones_dir", "committed_records_dir",
-    "committed_store_dir", "local_store_dir", "record_layers", "records_dir", "repo_root", "runs_dir",
+    "committed_store_dir", "display_path", "local_store_dir", "record_layers", "records_dir", "repo_root", "runs_dir",
     "smoke_from_env", "store_layers", "store_write_dir",
 ]
 
@@ -103,6 +103,24 @@ def store_write_dir() -> Path:
 def store_layers() -> list[Path]:
     """Store roots searched for a run, first wins: local, then committed."""
     return _unique([local_store_dir(), committed_store_dir()])
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as a page may show it: relative to the repository or ``<runs>/...``, never this machine's
+    absolute folders (a page is rendered on one machine and read everywhere)."""
+    path = Path(path)
+    for base, name in ((runs_dir(), "<runs>"), (_repo_or_none(), None)):
+        if base is not None and path.is_absolute() and path.resolve().is_relative_to(base.resolve()):
+            rel = path.resolve().relative_to(base.resolve())
+            return str(rel) if name is None else f"{name}/{rel}"
+    return path.name if path.is_absolute() else str(path)
+
+
+def _repo_or_none() -> Path | None:
+    try:
+        return repo_root()
+    except FileNotFoundError:
+        return None
 
 
 def _unique(folders: list[Path]) -> list[Path]:

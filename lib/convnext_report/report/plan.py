@@ -17,13 +17,13 @@ from typing import Any
 from ..config import TrainConfig
 from . import store
 from .designs import SMOKE, TRANSFER_CHAIN, chapter_groups, run_config, seeds_of
-from .estimate import COMPILE_WARMUP_S, GPU, NOTEBOOK_OVERHEAD_S, assumptions, compile_shape, run_cost
+from .estimate import COMPILE_WARMUP_S, GPU, NOTEBOOK_OVERHEAD_S, assumptions, compile_shape, load_benchmarks, run_cost
 from .keys import run_key
 from .parameters import notebook_defaults
 from .paths import repo_root
 
 __all__ = ["CHAIN_LIMIT_S", "CHAPTER_LIMIT_S", "TOTAL_LIMIT_S", "ChapterPlan", "PlannedRun", "backbone_needed",
-           "build_plan", "chapter_params", "format_plan", "missing_runs", "planned_runs"]
+           "ablation_texts", "budget_texts", "build_plan", "chapter_params", "format_plan", "missing_runs", "planned_runs"]
 
 #: the whole book in GPU seconds (about 25 minutes of a 15-30 minute window)
 TOTAL_LIMIT_S = 1500.0
@@ -133,6 +133,31 @@ def backbone_needed(params3: Mapping[str, Any], *, smoke: bool, book: str | Path
     """Whether chapters 4-5 (their notebooks' defaults on chapter 3's backbone as ``params3`` makes it)
     still miss runs in the store: then chapter 3's weights must be on this machine."""
     return bool(missing_runs(TRANSFER_CHAIN[1:], smoke=smoke, book=book, params={TRANSFER_CHAIN[0]: params3}))
+
+
+def budget_texts(chapter: str, *, book: str | Path | None = None) -> dict[str, str]:
+    """What the book's budget gives ``chapter`` in its FULL configuration (its notebook's defaults),
+    as glue texts: ``budget_seconds``, ``budget_runs``, ``budget_epochs`` (when it has ``epochs``) and
+    ``budget_basis`` (measured throughput or the named FLOPs assumptions)."""
+    book = Path(book) if book is not None else repo_root() / "book"
+    benchmarks = load_benchmarks(repo_root() / "benchmarks" / "results")
+    plan = next(p for p in build_plan(book=book, benchmarks=benchmarks) if p.name == chapter)
+    defaults = chapter_params(book / f"{chapter}.ipynb")
+    texts = {"budget_seconds": f"{plan.seconds:.0f} s", "budget_runs": str(len(plan.counted)),
+             "budget_basis": "measured throughput" if benchmarks else f"FLOPs at assumed {GPU} rates"}
+    if "epochs" in defaults:
+        texts["budget_epochs"] = str(defaults["epochs"])
+    return texts
+
+
+def ablation_texts(*, book: str | Path | None = None) -> dict[str, str]:
+    """``ablation_seconds``: what chapter 5's ablation (``-p ablation True``) adds to the full budget."""
+    book = Path(book) if book is not None else repo_root() / "book"
+    name = TRANSFER_CHAIN[2]
+    params = chapter_params(book / f"{name}.ipynb")
+    seconds = [next(p.seconds for p in build_plan(book=book, params={name: {**params, "ablation": on}})
+                    if p.name == name) for on in (False, True)]
+    return {"ablation_seconds": f"{seconds[1] - seconds[0]:.0f} s"}
 
 
 def format_plan(plans: list[ChapterPlan], benchmarks: list[dict] | None = None) -> str:

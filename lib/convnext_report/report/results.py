@@ -7,6 +7,7 @@ chapter read the records back (:func:`load_records`) and never show a smoke numb
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from .sources import SOURCE_CLAIMS, source_value
 from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
 
 __all__ = [
-    "GLUE_KEYS", "SMOKE_LABEL", "compare_with_source", "find_headline", "format_headline", "glue_all", "glue_values",
+    "GLUE_KEYS", "SMOKE_LABEL", "best_text", "change_text", "double_source_text", "compare_with_source", "glue_texts", "headline_texts", "find_headline", "format_headline", "glue_all", "glue_values",
     "headline", "headline_rows", "load_records", "results_table", "runs_table", "status_table", "versus_frame",
 ]
 
@@ -29,8 +30,8 @@ SMOKE_LABEL = "CPU smoke configuration — not a result"
 
 
 def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, dataset: str | None = None,
-             resolution: str | int | None = None, source_key: str | None = None, metric: str = "val top-1 (%)",
-             value: str = "best_val_acc", note: str = "") -> dict[str, Any]:
+             resolution: str | int | None = None, source_key: str | None = None, metric: str = "test top-1 (%)",
+             value: str = "top1", note: str = "") -> dict[str, Any]:
     """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), with context.
 
     The results chapter tabulates and glues these rows; ``source_key`` names the claim in
@@ -65,6 +66,9 @@ def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, da
         "epochs": epochs,
         "minutes": float(frame["minutes"].sum()),
         "gpu_minutes": float(frame["gpu_minutes"].sum()),
+        "selection": "; ".join(sorted(set(frame["selection"].astype(str)))),
+        "peeked_mean": float(frame["peeked_top1"].mean()) if value == "top1" and frame["peeked_top1"].notna().all()
+        else None,
         "source_key": source_key,
         "note": note,
     }
@@ -96,14 +100,12 @@ def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "executed": (r.get("finished_at") or "")[:16].replace("T", " "),
             "minutes": round(float(r.get("minutes", float("nan"))), 1),
             "GPU minutes": round(float(r.get("gpu_minutes", 0.0)), 1),
-            "python": env.get("python", "—"),
-            "torch": env.get("torch", "—"),
-            "timm": env.get("timm", "—"),
+            "versions": f"Python {env.get('python', '—')} · torch {env.get('torch', '—')} · timm {env.get('timm', '—')}",
             "commit": commit,
             "runs": provenance_text(r.get("provenance")).replace("**", "") or "—",
         })
-    columns = ["chapter", "configuration", "device", "executed", "minutes", "GPU minutes",
-               "python", "torch", "timm", "commit", "runs"]
+    columns = ["chapter", "configuration", "device", "executed", "minutes", "GPU minutes", "versions", "commit",
+               "runs"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -126,25 +128,20 @@ def format_headline(row: Mapping[str, Any], *, digits: int = 1) -> str:
 
 
 def results_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Every headline number next to the source's, with its setting, seeds, GPU minutes and device."""
+    """Every headline number next to the source's: what it measures, on what, for how long, where."""
     rows = []
     for h in headline_rows(records):
         claim = SOURCE_CLAIMS.get(h.get("source_key") or "", {})
         rows.append({
             "experiment": h["experiment"],
-            "metric": h.get("metric", "val top-1 (%)"),
             "this book": format_headline(h),
-            "source": f"{claim['value']:g} (source {claim['source']})" if claim else "—",
-            "dataset": h["dataset"],
-            "resolution": h["resolution"],
+            "source": f"{claim['value']:g} % (source {claim['source']})" if claim else "—",
+            "measured on": f"{h['dataset']}; {h['resolution']}; {h.get('metric', 'test top-1 (%)')}",
             "epochs": h["epochs"],
-            "seeds": h["n_seeds"],
             "GPU minutes": round(h.get("gpu_minutes") or 0.0, 1),
-            "device": h["device"],
-            "chapter": h["chapter"],
+            "chapter": h["chapter"][:2],
         })
-    columns = ["experiment", "metric", "this book", "source", "dataset", "resolution", "epochs", "seeds",
-               "GPU minutes", "device", "chapter"]
+    columns = ["experiment", "this book", "source", "measured on", "epochs", "GPU minutes", "chapter"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -154,7 +151,9 @@ def find_headline(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, A
 
 
 def compare_with_source(rows: Sequence[Mapping[str, Any] | None], labels: Sequence[str]) -> pd.DataFrame:
-    """Headline rows (None: not executed yet) next to the source claim each answers."""
+    """Headline rows (None: not executed yet) next to the source claim each answers; with two rows, a
+    last row gives the change from the first to the second, ours (± the seeds' combined spread) and
+    the source's."""
     out = []
     for label, row in zip(labels, rows):
         claim = SOURCE_CLAIMS.get((row or {}).get("source_key") or "", {})
@@ -165,14 +164,34 @@ def compare_with_source(rows: Sequence[Mapping[str, Any] | None], labels: Sequen
             "source": f"{claim['value']:g} %" if claim else "—",
             "source setting": claim.get("setting", "—"),
         })
+    if len(rows) == 2:
+        out.append(_change_row(*rows, labels))
     return pd.DataFrame(out).set_index("configuration")
+
+
+def change_text(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> str:
+    """``second`` minus ``first`` in points, ± the seeds' combined spread (smoke or missing: said so)."""
+    if first is None or second is None:
+        return "— (chapter not executed yet)"
+    if "smoke" in (first.get("configuration"), second.get("configuration")):
+        return SMOKE_LABEL
+    spread = math.hypot(first.get("std") or 0.0, second.get("std") or 0.0)
+    return f"{second['mean'] - first['mean']:+.2f} ± {spread:.2f} points"
+
+
+def _change_row(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None, labels: Sequence[str]) -> dict:
+    """The change from ``first`` to ``second``: ours and the source's."""
+    claims = [SOURCE_CLAIMS.get((r or {}).get("source_key") or "") for r in (first, second)]
+    source = f"{claims[1]['value'] - claims[0]['value']:+.2f} points" if all(claims) else "—"
+    return {"configuration": f"change: {labels[0]} → {labels[1]}", "this book": change_text(first, second),
+            "data (this book)": "", "source": source, "source setting": ""}
 
 
 def runs_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Every run of every chapter record: where it ran and how long it took."""
     rows = [{"chapter": r["chapter"], "configuration": r.get("configuration"), **run}
             for r in records for run in r.get("runs", [])]
-    columns = ["chapter", "configuration", "label", "seed", "dataset", "model", "best_val_acc", "epochs_run",
+    columns = ["chapter", "configuration", "label", "seed", "dataset", "model", "top1", "epochs_run",
                "minutes", "gpu_minutes", "device"]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=columns) if not frame.empty else pd.DataFrame(columns=columns)
@@ -201,30 +220,54 @@ def glue_values(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     values: dict[str, str] = {}
     for key, rule in GLUE_KEYS.items():
         if rule.startswith("best:"):
-            cands = [r for r in rows if r["key"].startswith(rule.removeprefix("best:"))]
-            row = max(cands, key=lambda r: r["mean"]) if cands else None
+            values[key] = best_text(rows, rule.removeprefix("best:"))
         else:
-            row = by_key.get(rule)
-        if row is None:
-            values[key] = "not executed yet"
-            continue
-        text = format_headline(row)
-        if rule.startswith("best:") and row.get("configuration") != "smoke":
-            text += f" ({row['experiment']})"
-        values[key] = text
+            values[key] = format_headline(by_key[rule]) if rule in by_key else "not executed yet"
     for claim, info in SOURCE_CLAIMS.items():
         values[f"src_{claim}"] = f"{info['value']:g}" + (" %" if "%" in info["metric"] else "")
+    values["double_source"] = double_source_text()
+    return values
+
+
+def best_text(rows: Sequence[Mapping[str, Any]], prefix: str) -> str:
+    """The best headline among ``rows`` whose key starts with ``prefix``, with its experiment."""
+    candidates = [r for r in rows if r["key"].startswith(prefix)]
+    if not candidates:
+        return "not executed yet"
+    row = max(candidates, key=lambda r: r["mean"])
+    text = format_headline(row)
+    return text if row.get("configuration") == "smoke" else f"{text} ({row['experiment']})"
+
+
+def double_source_text() -> str:
+    """Twice source 001's best number: the bar a recipe made for small images should clear."""
+    return f"{2 * SOURCE_CLAIMS['001_test1_base_radam']['value']:.1f} %"
+
+
+def glue_texts(values: Mapping[str, str]) -> dict[str, str]:
+    """Glue ``key -> text`` into the running notebook (myst-nb), for ``{glue:text}`key``` in its prose."""
+    from myst_nb import glue  # optional: only the book extra installs myst-nb
+
+    for key, text in values.items():
+        glue(key, text, display=False)
+    return dict(values)
+
+
+def headline_texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """``key -> text`` of a chapter's headline rows, plus ``<key>_peeked`` (the best test number over the
+    epochs, what selecting on the test split would report) where the runs measured it."""
+    values = {}
+    for row in rows:
+        values[row["key"]] = format_headline(row)
+        if row.get("peeked_mean") is not None:
+            values[row["key"] + "_peeked"] = SMOKE_LABEL if row.get("configuration") == "smoke" \
+                else f"{row['peeked_mean']:.1f} % (+{row['peeked_mean'] - row['mean']:.1f} points)"
     return values
 
 
 def glue_all(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Glue :func:`glue_values` into the running notebook (myst-nb) and return them."""
-    from myst_nb import glue  # optional: only the book extra installs myst-nb
-
-    values = glue_values(records)
-    for key, text in values.items():
-        glue(key, text, display=False)
-    return values
+    return glue_texts(glue_values(records))
 
 
 def versus_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

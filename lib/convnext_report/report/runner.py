@@ -1,20 +1,24 @@
-"""One run of a chapter: from the result store when it is there, else trained (if allowed and in time).
+"""A chapter's runs: from the result store when they are there, else trained (if allowed and in time).
 
-:func:`obtain` looks the run up by its key (:mod:`.keys`) in the store's layers (:mod:`.paths`);
-a stored run is loaded (and, when publishing, copied into the committed store). A missing run is
-trained into ``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (resuming a killed one) and
-stored as soon as it finishes, unless training is switched off (:class:`MissingRunError`) or the
-plan's estimate says it cannot finish before the deadline (:class:`RunSkipped`).
+:func:`prepare` looks a run up by its key (:mod:`.keys`) in the store's layers (:mod:`.paths`); a
+stored run is loaded (and, when publishing, copied into the committed store). :func:`train_missing`
+trains the rest into ``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (resuming a killed one),
+several at once on a GPU (:func:`convnext_report.packing.train_many`) or one by one in this process,
+and stores each as soon as it finishes, unless training is switched off (:class:`MissingRunError`)
+or the plan's estimate says it cannot finish before the deadline (:class:`RunSkipped`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..distributed import resolve_device
 from ..engine import NonFiniteLossError
-from ..runfolder import CHECKPOINT_BEST, Run, load_run
+from ..packing import PackedRunsError, choose_workers, train_many
+from ..runfolder import CHECKPOINT_BEST, Run, load_run, read_json
 from ..training import train
 from . import store
 from .estimate import COMPILE_WARMUP_S, compile_shape, run_cost
@@ -22,7 +26,8 @@ from .keys import WEIGHT_SUFFIXES, entry_name, run_key
 from .paths import committed_store_dir, store_layers
 from .switches import DEADLINE_ENV, TRAIN_ENV, publishing, seconds_left, training_allowed
 
-__all__ = ["DeadlineError", "HookFactory", "MissingRunError", "Obtained", "RunSkipped", "obtain"]
+__all__ = ["DeadlineError", "MissingRunError", "Obtained", "Pending", "RunSkipped", "obtain", "prepare",
+           "train_missing"]
 
 
 class MissingRunError(RuntimeError):
@@ -59,6 +64,20 @@ class Obtained:
     entry: store.Entry | None
 
 
+@dataclass
+class Pending:
+    """A run that must be trained: its label, key, config (with its run folder) and stale entry, if any."""
+
+    label: str
+    key: str
+    config: Any
+    entry: store.Entry | None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config.out_dir) / self.config.run_name
+
+
 def _missing_message(chapter: str, label: str, seed: int, key: str, smoke: bool) -> str:
     where = ", ".join(str(p) for p in store_layers())
     return (f"{chapter}: run {label!r} (seed {seed}, key {key[:8]}, {'smoke' if smoke else 'full'} configuration) is "
@@ -77,10 +96,6 @@ def _check_weights(config: Any, chapter: str) -> None:
             "same session (tools/device_run runs 03, 04 and 05 in one command).")
 
 
-#: makes a run's ``on_epoch_end`` hook from its folder and config (None: no hook)
-HookFactory = Callable[[Path, Any], "Callable[[dict[str, float]], None] | None"]
-
-
 #: model shapes this process has compiled (their warm-up is paid once)
 _COMPILED: set[tuple] = set()
 
@@ -91,9 +106,8 @@ def _estimate(config: Any) -> float:
     return run_cost(config).seconds + (COMPILE_WARMUP_S if shape is not None and shape not in _COMPILED else 0.0)
 
 
-def obtain(chapter: str, label: str, config: Any, *, smoke: bool, hook: HookFactory | None = None,
-           need_weights: bool = False) -> Obtained:
-    """The run ``config`` describes: stored, or trained now and stored (see the module docstring).
+def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights: bool = False) -> Obtained | Pending:
+    """The stored run ``config`` describes, or what to train (see the module docstring).
 
     ``need_weights``: the chapter needs the run's weights on this machine (chapter 3's backbone): a
     stored run without a local checkpoint is trained again when training is allowed, and its new
@@ -105,25 +119,82 @@ def obtain(chapter: str, label: str, config: Any, *, smoke: bool, hook: HookFact
     entry = store.find(key, smoke=smoke)
     if entry is not None and publishing() and not entry.path.resolve().is_relative_to(committed_store_dir().resolve()):
         entry = store.publish(entry)  # a page published from this run needs it in the committed store
-    weights_here = (folder / CHECKPOINT_BEST).is_file()
-    if entry is not None and need_weights and weights_here:
+    if entry is not None and need_weights and (folder / CHECKPOINT_BEST).is_file():
         return Obtained(load_run(folder), key, "store", entry)
     if entry is not None and not (need_weights and training_allowed()):
         return Obtained(store.load(entry, config), key, "store", entry)
     if not training_allowed():
         raise MissingRunError(_missing_message(chapter, label, config.seed, key, smoke))
+    return Pending(label, key, config, entry)
+
+
+def train_missing(chapter: str, pending: Sequence[Pending], *, smoke: bool,
+                  workers: int | None = None) -> tuple[list[Obtained], list[RunSkipped]]:
+    """Train ``pending`` (up to ``workers`` at once; default :func:`convnext_report.packing.choose_workers`)
+    and store each; the runs that fit before the deadline, in order, and those skipped for it."""
+    if not pending:
+        return [], []
+    device = resolve_device(pending[0].config.device)
+    k = choose_workers([p.config for p in pending], device, workers=workers)
+    todo, skipped = _fit_deadline(pending, k)
+    for p in todo:
+        _check_weights(p.config, chapter)
+        _COMPILED.add(compile_shape(p.config))
+    runs = _train(todo, k)
+    obtained = [Obtained(run, p.key, "trained", store.put(p.folder, key=p.key, chapter=chapter, label=p.label,
+                                                           seed=p.config.seed, smoke=smoke,
+                                                           replace=p.entry is not None))
+                for p, run in zip(todo, runs)]
+    return obtained, skipped
+
+
+def _fit_deadline(pending: Sequence[Pending], workers: int) -> tuple[list[Pending], list[RunSkipped]]:
+    """The runs whose estimate (shared by ``workers`` at a time) ends before the deadline, in order."""
     left = seconds_left()
-    if left is not None:
-        seconds = _estimate(config)
-        if seconds > left:
-            raise RunSkipped(label, config.seed, key, seconds, left)
-    _check_weights(config, chapter)
-    _COMPILED.add(compile_shape(config))
+    if left is None:
+        return list(pending), []
+    todo, skipped, used = [], [], 0.0
+    for p in pending:
+        seconds = _estimate(p.config)
+        if used + seconds / workers > left:
+            skipped.append(RunSkipped(p.label, p.config.seed, p.key, seconds, left - used))
+        else:
+            todo.append(p)
+            used += seconds / workers
+    return todo, skipped
+
+
+def _train(todo: Sequence[Pending], workers: int) -> list[Run]:
+    """One by one here (``workers == 1``), else in packed processes; a run that diverged is kept up to
+    its last finite epoch (and says so), any other failure is raised after the others finished."""
+    if workers <= 1 or len(todo) == 1:
+        return [_train_here(p) for p in todo]
     try:
-        run = train(config, on_epoch_end=hook(folder, config) if hook is not None else None)
+        return train_many([p.config for p in todo], workers=workers)
+    except PackedRunsError as err:
+        diverged = {f.path for f in err.failures
+                    if read_json(f.path / "record.json").get("stop_reason") == "non_finite_loss"}
+        if diverged != {f.path for f in err.failures}:
+            raise
+        for path in sorted(diverged):
+            print(f"{path.name} diverged and is reported up to its last finite epoch (see {path.name}/log.txt)")
+        return [run if run is not None else load_run(p.folder) for p, run in zip(todo, err.runs)]
+
+
+def _train_here(p: Pending) -> Run:
+    try:
+        return train(p.config)
     except NonFiniteLossError as err:  # diverged: keep the epochs before it, say so, go on
-        print(f"{label} (seed {config.seed}) diverged and is reported up to its last finite epoch: {err}")
-        run = load_run(folder)
-    entry = store.put(folder, key=key, chapter=chapter, label=label, seed=config.seed, smoke=smoke,
-                      replace=entry is not None)
-    return Obtained(run, key, "trained", entry)
+        print(f"{p.label} (seed {p.config.seed}) diverged and is reported up to its last finite epoch: {err}")
+        return load_run(p.folder)
+
+
+def obtain(chapter: str, label: str, config: Any, *, smoke: bool, need_weights: bool = False) -> Obtained:
+    """One run: :func:`prepare`, then :func:`train_missing` if it is not stored."""
+    got = prepare(chapter, label, config, smoke=smoke, need_weights=need_weights)
+    if isinstance(got, Obtained):
+        return got
+    obtained, skipped = train_missing(chapter, [got], smoke=smoke, workers=1)
+    if skipped:
+        raise skipped[0]
+    return obtained[0]

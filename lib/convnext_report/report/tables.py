@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,8 +19,9 @@ from ..history import history_frame
 from ..models import build_model
 
 __all__ = [
-    "curves_frame", "describe_data", "field_of", "describe_resolution", "mean_std", "pivot_mean_std", "run_summary", "runs_frame",
-    "select", "stage_of", "stage_table", "summarise", "throughput", "versus_reference",
+    "HEADERS", "alpha_frame", "curves_frame", "describe_data", "describe_resolution", "field_of", "mean_std", "peeking", "pivot_mean_std",
+    "run_summary", "runs_frame", "select", "show", "summary_line", "stage_of", "stage_table", "summarise", "throughput",
+    "versus_reference",
 ]
 
 
@@ -34,40 +36,77 @@ def field_of(obj: Any, *names: str, default: Any = None) -> Any:
 
 
 def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
-    """One row for a finished run: best val top-1, its epoch, the train/val gap there, time and device."""
+    """One row for a finished run (accuracies in %).
+
+    ``top1``/``top5`` are the reported (test) split at the selected epoch, the number every table and
+    headline uses; ``val_top1`` is the selection split there (held-out training images, or the test
+    split itself under ``selection="test"``); ``peeked_top1`` is the best test top-1 over all epochs
+    (what selecting on the test split would report; NaN unless it was evaluated every epoch);
+    ``gap`` is training minus test accuracy at the selected epoch.
+    """
     frame = history_frame(run)
     config = field_of(run, "config")
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
-    best_i = int(frame["val_acc"].idxmax())
-    best = frame.loc[best_i]
     record = field_of(run, "record", default={}) or {}
+    best = frame.loc[int(frame["val_acc"].idxmax())]
+    top1 = _percent(record.get("final_top1"), fallback=float(best["val_acc"]))
     seconds = record.get("wall_time_seconds")
     if seconds is None and "seconds" in frame.columns:
         seconds = float(frame["seconds"].sum())
-    device = str(record.get("device_name") or record.get("device") or cfg.get("device", ""))
     on_gpu = str(record.get("device", "")).startswith("cuda")
     minutes = float(seconds) / 60.0 if seconds is not None else float("nan")
     return {
         "label": label or cfg.get("extra", {}).get("label") or cfg.get("run_name") or cfg.get("model"),
-        "seed": cfg.get("seed"),
-        "model": cfg.get("model"),
-        "dataset": cfg.get("dataset"),
-        "image_size": cfg.get("image_size"),
-        "optimizer": cfg.get("optimizer"),
-        "norm": cfg.get("norm"),
-        "stem_stride": cfg.get("stem_stride"),
-        "recipe": (cfg.get("extra") or {}).get("recipe"),
-        "best_val_acc": float(best["val_acc"]),
-        "best_val_loss": float(best["val_loss"]),
-        "best_epoch": int(best["epoch"]),
-        "epochs_run": int(frame["epoch"].max()),
-        "train_acc_at_best": float(best["train_acc"]),
-        "gap_at_best": float(best["train_acc"] - best["val_acc"]),
-        "minutes": minutes,
-        "gpu_minutes": minutes if on_gpu else 0.0,
-        "device": device,
-        "run": str(field_of(run, "path", default="")),
+        "seed": cfg.get("seed"), "model": cfg.get("model"), "dataset": cfg.get("dataset"),
+        "image_size": cfg.get("image_size"), "optimizer": cfg.get("optimizer"), "norm": cfg.get("norm"),
+        "stem_stride": cfg.get("stem_stride"), "recipe": (cfg.get("extra") or {}).get("recipe"),
+        "selection": cfg.get("selection", "test"),
+        "top1": top1, "top5": _percent(record.get("final_top5")),
+        "selected_epoch": int(best["epoch"]), "epochs_run": int(frame["epoch"].max()),
+        "val_top1": float(best["val_acc"]), "train_top1": float(best["train_acc"]),
+        "gap": float(best["train_acc"]) - top1, "peeked_top1": _percent(record.get("peeked_top1")),
+        "ema_top1": _percent(record.get("ema_final_top1")),
+        "minutes": minutes, "gpu_minutes": minutes if on_gpu else 0.0,
+        "device": str(record.get("device_name") or record.get("device") or cfg.get("device", "")),
+        "trained": str(record.get("end_time") or "")[:10],
+        "run": Path(str(field_of(run, "path", default=""))).name,
     }
+
+
+def summary_line(run: Any, *, source: str) -> str:
+    """One line about a run for a chapter's output: its number, its selected epoch, where it came from."""
+    row = run_summary(run)
+    chosen = "held-out training images" if row["selection"] == "holdout" else "the test split"
+    where = (f"trained here in {row['minutes']:.1f} min" if source == "trained"
+             else f"from the result store (trained on {row['device']}, {row['trained'] or 'date unknown'})")
+    return (f"{row['label']} (seed {row['seed']}): test top-1 {row['top1']:.2f} % at epoch {row['selected_epoch']} "
+            f"of {row['epochs_run']} (selected on {chosen}); {where}")
+
+
+def _percent(fraction: float | None, fallback: float = math.nan) -> float:
+    return fallback if fraction is None else 100.0 * float(fraction)
+
+
+#: readable headers for :func:`run_summary`'s columns (:func:`show`)
+HEADERS = {
+    "label": "run", "seed": "seed", "top1": "test top-1 (%)", "top5": "test top-5 (%)",
+    "val_top1": "selection top-1 (%)", "train_top1": "train top-1 (%)", "gap": "train − test (points)",
+    "peeked_top1": "best test top-1 over epochs (%)", "ema_top1": "EMA test top-1 (%)",
+    "selected_epoch": "selected epoch", "epochs_run": "epochs run", "minutes": "minutes",
+    "gpu_minutes": "GPU minutes", "device": "device", "trained": "trained on", "mean": "mean", "std": "std",
+    "n": "seeds",
+}
+
+
+def show(frame: pd.DataFrame, columns: Sequence[str], *, digits: int = 2) -> pd.DataFrame:
+    """``frame[columns]`` rounded, with readable headers (:data:`HEADERS`; ``x_mean`` -> "x (mean)")."""
+    def header(name: str) -> str:
+        for suffix in ("_mean", "_std"):
+            if name.endswith(suffix) and name[: -len(suffix)] in HEADERS:
+                return f"{HEADERS[name[: -len(suffix)]]}, {suffix[1:]}"
+        return HEADERS.get(name, name.replace("_", " "))
+
+    return frame[list(columns)].round(digits).rename(columns=header)
 
 
 def runs_frame(runs: Iterable[Any] | Mapping[str, Iterable[Any]]) -> pd.DataFrame:
@@ -92,7 +131,7 @@ def curves_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
 
 
 def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label",
-              metrics: Sequence[str] = ("best_val_acc",)) -> pd.DataFrame:
+              metrics: Sequence[str] = ("top1",)) -> pd.DataFrame:
     """Seed mean, standard deviation (ddof=1; NaN for one seed) and count per group, order kept."""
     by = [by] if isinstance(by, str) else list(by)
     grouped = frame.groupby(by, sort=False)
@@ -107,6 +146,23 @@ def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label",
         out["minutes"] = grouped["minutes"].sum()
         out["gpu_minutes"] = grouped["gpu_minutes"].sum()
     return out.reset_index()
+
+
+def peeking(frame: pd.DataFrame, by: str | Sequence[str] = "label") -> pd.DataFrame:
+    """What selecting the epoch on the split one reports would show, next to the honest number (seed means).
+
+    ``top1`` is the test split at the epoch the held-out images chose; ``peeked_top1`` the best test
+    top-1 over all epochs (the runs must have evaluated the test split every epoch); ``val_top1`` the
+    best held-out top-1 itself, which is what a report of "the best epoch on our validation images"
+    (source 001's protocol) states.
+    """
+    grouped = frame.groupby([by] if isinstance(by, str) else list(by), sort=False)
+    out = pd.DataFrame({"test top-1, epoch chosen on held-out images (%)": grouped["top1"].mean(),
+                        "best test top-1 over the epochs (%)": grouped["peeked_top1"].mean(),
+                        "best held-out top-1 over the epochs (%)": grouped["val_top1"].mean()})
+    out["what peeking adds (points)"] = out.iloc[:, 1] - out.iloc[:, 0]
+    out["seeds"] = grouped["top1"].count()
+    return out.round(2).reset_index()
 
 
 def mean_std(mean: float, std: float | None = None, n: int | None = None, *, digits: int = 1,
@@ -201,3 +257,20 @@ def throughput(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
             rows.append({"label": label, "images/s": ips, "ms/step": 1000.0 * batch / ips if ips else float("nan")})
     out = pd.DataFrame(rows).groupby("label", sort=False).mean().round(1)
     return out.reset_index()
+
+
+def alpha_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
+    """DyT alphas per epoch from the runs' ``dyt_alpha.csv`` (the training loop writes it for DyT models).
+
+    Columns: ``label``, ``seed``, ``epoch``, ``layer``, ``stage``, ``alpha``; empty if no run logged any.
+    """
+    parts = []
+    for label, group in runs.items():
+        for run in group:
+            file = Path(field_of(run, "path")) / "dyt_alpha.csv"
+            if file.is_file():
+                frame = pd.read_csv(file)
+                parts.append(frame.assign(label=label, seed=getattr(field_of(run, "config"), "seed", None),
+                                          stage=frame["layer"].map(stage_of)))
+    columns = ["label", "seed", "epoch", "layer", "stage", "alpha"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
