@@ -34,3 +34,31 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["CONVNEXT_REPORT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def book_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The book's folders (runs, store, records) in a temporary folder and no switches set: a test of the
+    report layer never reads or writes the repository's store or records."""
+    from convnext_report.report import paths, switches
+
+    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
+    monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
+    for name in (paths.PUBLISH_ENV, paths.SMOKE_ENV, switches.TRAIN_ENV, switches.DEADLINE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny(data_root: Path, tmp_path: Path):
+    """A run of a few seconds: cifar10, 4 classes x 16 training images (2 of each held out), 8 test images
+    per class, 2 epochs of 2 steps of 28, on the CPU, its folder in ``tmp_path``."""
+    from convnext_report.config import TrainConfig
+
+    return TrainConfig(
+        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, val_per_class=8,
+        model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=28, epochs=2, lr=2e-3,
+        warmup_epochs=0.5, out_dir=str(tmp_path / "runs"), run_name="tiny", progress=False, device="cpu",
+        verbose=False,
+    )

@@ -15,12 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _folders(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
-    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
-    monkeypatch.delenv(paths.SMOKE_ENV, raising=False)
-    monkeypatch.delenv(paths.PUBLISH_ENV, raising=False)
+def _folders(book_folders):
+    """Every test here works in temporary book folders."""
 
 
 @pytest.fixture(scope="module")

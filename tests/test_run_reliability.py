@@ -28,15 +28,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def tiny(data_root, tmp_path) -> TrainConfig:
-    """cifar10, 4 classes x 16 images (2 of each held out), 8 test images per class, 2 epochs of 2 steps."""
-    return TrainConfig(
-        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, val_per_class=8,
-        model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=28, epochs=2, lr=2e-3,
-        warmup_epochs=0.5, out_dir=str(tmp_path / "runs"), run_name="tiny", progress=False, device="cpu",
-        verbose=False,
-    )
 
 
 class _Killed(RuntimeError):

@@ -20,14 +20,6 @@ from convnext_report.training import train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def tiny(data_root, tmp_path) -> TrainConfig:
-    """cifar10, 4 classes x 16 images, 8 val images per class, 2 epochs of 2 steps: a few seconds."""
-    return TrainConfig(
-        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, val_per_class=8,
-        model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=32, epochs=2, lr=2e-3,
-        warmup_epochs=0.5, out_dir=str(tmp_path / "runs"), run_name="tiny", progress=False, device="cpu",
-    )
 
 
 class _Killed(RuntimeError):

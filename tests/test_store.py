@@ -20,12 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _folders(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
-    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
-    for name in (paths.PUBLISH_ENV, paths.SMOKE_ENV, "CONVNEXT_REPORT_TRAIN", "CONVNEXT_REPORT_DEADLINE"):
-        monkeypatch.delenv(name, raising=False)
+def _folders(book_folders):
+    """Every test here works in temporary book folders."""
 
 
 def finished_run(folder: Path, config: TrainConfig, *, n_val: int = 40, classes: int = 4, epochs: int = 3) -> Path:

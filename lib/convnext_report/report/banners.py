@@ -12,7 +12,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Banner", "chapter_banner", "provenance", "provenance_text", "records_banner"]
+import pandas as pd
+
+__all__ = ["Banner", "chapter_banner", "provenance", "provenance_text", "records_banner", "settings_table"]
 
 
 def _markdown(text: str) -> Any:
@@ -64,6 +66,17 @@ def provenance_text(prov: Mapping[str, Any] | None) -> str:
     stored = f"{prov['from_store']} read back from the result store" if prov["from_store"] else "all trained here"
     n = prov["runs"]
     return f"Its {n} run{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} trained on {devices} ({span}); {stored}."
+
+
+def settings_table(params: Mapping[str, Any], reductions: Mapping[str, tuple[Any, Any]],
+                   passed: set[str]) -> pd.DataFrame:
+    """A chapter's effective parameters: value, the full configuration's where smoke changed it, who set it."""
+    def set_by(k: str) -> str:
+        return "-p (passed)" if k in passed else "smoke" if k in reductions else "default"
+
+    rows = [{"parameter": k, "value": repr(v), "full configuration": repr(reductions[k][0]) if k in reductions else "",
+             "set by": set_by(k)} for k, v in params.items()]
+    return pd.DataFrame(rows).set_index("parameter")
 
 
 def chapter_banner(record: Mapping[str, Any], configuration: str,

@@ -16,8 +16,6 @@ status page and the results chapter are built from those records only (:mod:`.pa
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,20 +24,20 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import write_text_atomic
 from ..config import TrainConfig
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
 from ..runfolder import Run
-from .banners import Banner, chapter_banner, provenance
+from .banners import Banner, chapter_banner, settings_table
 from .designs import SMOKE, run_config
 from .keys import run_key
 from .parameters import apply_smoke, parameters, passed_parameters
-from .paths import records_dir, runs_dir
-from .results import glue_texts, headline, headline_texts
+from .paths import runs_dir
+from .records import complete_record, run_rows, write_record
+from .results import glue_texts, headline, headline_texts, headlines
 from .runner import DeadlineError, Obtained, Pending, prepare, train_missing
 from .switches import smoke_from_env
-from .tables import run_summary, summary_line
+from .tables import summary_line
 
 __all__ = ["Chapter", "config_hash", "environment", "parameters", "start"]
 
@@ -107,15 +105,9 @@ class Chapter:
                               display_id=f"banner-{self.name}")
         return self._banner
 
-    def settings(self):
+    def settings(self) -> pd.DataFrame:
         """The effective parameters as a table: the full default where smoke changed it, and who set each."""
-        def set_by(k: str) -> str:
-            return "-p (passed)" if k in self.passed else "smoke" if k in self.reductions else "default"
-
-        rows = [{"parameter": k, "value": repr(v),
-                 "full configuration": repr(self.reductions[k][0]) if k in self.reductions else "",
-                 "set by": set_by(k)} for k, v in self.params.items()]
-        return pd.DataFrame(rows).set_index("parameter")
+        return settings_table(self.params, self.reductions, self.passed)
 
     # ----------------------------------------------------------------- runs
 
@@ -194,59 +186,24 @@ class Chapter:
 
     def headlines(self, prefix: str, runs: Mapping[str, Sequence[Any]], *, title: str | None = None,
                   source_key: Any = None, **kw: Any) -> list[dict[str, Any]]:
-        """One headline per label: key ``<prefix>_<label>`` (lower case, ``_`` for other characters).
-
-        ``source_key``: a function of a run's config returning the source claim it answers, or None.
-        """
-        rows = []
-        for label, group in runs.items():
-            if not group:
-                continue
-            key = f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-            claim = source_key(group[0].config) if callable(source_key) else source_key
-            rows.append(self.headline(key, group, experiment=f"{title or prefix}: {label}",
-                                      source_key=claim, **kw))
-        return rows
+        """:func:`results.headlines` for this chapter: one row per label, key ``<prefix>_<label>``."""
+        return [{**row, "configuration": self.configuration}
+                for row in headlines(prefix, runs, chapter=self.name, title=title, source_key=source_key, **kw)]
 
     def glue(self, rows: Sequence[Mapping[str, Any]] = (), **texts: str) -> dict[str, str]:
         """Glue the headline ``rows`` (and ``texts``) for ``{glue:text}`key``` in this chapter's prose:
         every number the prose states comes from a cell that ran (smoke numbers read as not results)."""
         return glue_texts({**headline_texts(rows), **texts})
 
-    def _run_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for got in self.obtained:
-            try:
-                row = run_summary(got.run)
-            except (ValueError, KeyError):  # a run without history (e.g. interrupted)
-                continue
-            rows.append({**row, "key": got.key, "from": got.source,
-                         "trained_at": (got.run.record.get("end_time") or "")[:19],
-                         "store_entry": got.entry.path.name if got.entry is not None else None})
-        return rows
-
     def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
         """Write ``<records>/<chapter>.json`` (environment, time, parameters, runs, where they were
         trained, headline results) and update the banner with where the runs were trained."""
         minutes = (time.perf_counter() - self._t0) / 60.0
-        on_gpu = self.record["environment"]["device_type"] == "cuda"
-        rows = self._run_rows()
-        record = {
-            **self.record,
-            "finished_at": now_iso(),
-            "minutes": round(minutes, 3),
-            "gpu_minutes": round(minutes if on_gpu else 0.0, 3),
-            "runs": rows,
-            "provenance": provenance(rows),
-            "results": [dict(r) for r in results],
-        }
-        folder = records_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.name}.json"
-        write_text_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
-        self.record = record
+        self.record = complete_record(self.record, minutes=minutes, runs=run_rows(self.obtained), results=results)
+        path = write_record(self.name, self.record)
         if self._banner is not None:
-            self._banner.update(chapter_banner(record, self.configuration, self.reductions, record["provenance"]))
+            self._banner.update(chapter_banner(self.record, self.configuration, self.reductions,
+                                               self.record["provenance"]))
         return path
 
 

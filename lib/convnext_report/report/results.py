@@ -6,23 +6,22 @@ chapter read the records back (:func:`load_records`) and never show a smoke numb
 
 from __future__ import annotations
 
-import json
 import math
-import os
+import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .banners import provenance_text
-from .paths import record_layers
+from .records import load_records
 from .sources import SOURCE_CLAIMS, source_value
 from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
 
 __all__ = [
-    "GLUE_KEYS", "SMOKE_LABEL", "best_text", "change_text", "double_source_text", "compare_with_source", "glue_texts", "headline_texts", "find_headline", "format_headline", "glue_all", "glue_values",
-    "headline", "headline_rows", "load_records", "results_table", "runs_table", "status_table", "versus_frame",
+    "GLUE_KEYS", "SMOKE_LABEL", "best_text", "change_text", "compare_with_source", "double_source_text",
+    "find_headline", "format_headline", "glue_all", "glue_texts", "glue_values", "headline", "headline_rows",
+    "headline_texts", "headlines", "load_records", "results_table", "runs_table", "status_table", "versus_frame",
 ]
 
 #: label used wherever a number comes from the CPU smoke configuration
@@ -74,15 +73,19 @@ def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, da
     }
 
 
-def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every ``<chapter>.json`` by name: of ``records_dir``, or (None) of the record layers of
-    :func:`.paths.record_layers`, local first: a chapter's local record hides its committed one."""
-    folders = [Path(records_dir)] if records_dir is not None else record_layers()
-    found: dict[str, Path] = {}
-    for folder in folders:
-        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            found.setdefault(p.name, p)
-    return [json.loads(found[name].read_text()) for name in sorted(found)]
+def headlines(prefix: str, runs: Mapping[str, Sequence[Any]], *, chapter: str, title: str | None = None,
+              source_key: Any = None, **kw: Any) -> list[dict[str, Any]]:
+    """One :func:`headline` per label of ``runs``: key ``<prefix>_<label>`` (lower case, ``_`` for other
+    characters). ``source_key``: a claim's key, or a function of a run's config returning one (or None)."""
+    rows = []
+    for label, group in runs.items():
+        if not group:
+            continue
+        key = f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+        claim = source_key(group[0].config) if callable(source_key) else source_key
+        rows.append(headline(key, group, experiment=f"{title or prefix}: {label}", chapter=chapter,
+                             source_key=claim, **kw))
+    return rows
 
 
 def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
