@@ -1,4 +1,5 @@
-"""``python -m convnext_report train``: help, errors and a tiny run, in a subprocess."""
+"""``python -m convnext_report train``: help and errors (``cli.main`` in this process), and a tiny run in a
+subprocess, as a user starts it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from convnext_report.cli import main
 from convnext_report.config import field_names
+
+
+def _main(*args: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``cli.main(args)`` in this process (argparse exits with 2)."""
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:
+        status = exit_.code
+    out = capsys.readouterr()
+    return int(status or 0), out.out, out.err
 
 
 def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -18,18 +30,19 @@ def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProce
                           capture_output=True, timeout=timeout)
 
 
-def test_help_lists_every_key_with_its_default(tmp_path: Path) -> None:
-    done = _cli("train", "--help", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+def test_help_lists_every_key_with_its_default(capsys) -> None:
+    status, out, err = _main("train", "--help", capsys=capsys)
+    assert status == 0, err
     for name in field_names():
-        assert f"  {name} " in done.stdout, name
-    assert "default convnextv2_atto" in done.stdout and "default 0.002" in done.stdout
-    assert "default null" in done.stdout and "default true" in done.stdout
+        assert f"  {name} " in out, name
+    assert "default convnextv2_atto" in out and "default 0.002" in out
+    assert "default null" in out and "default true" in out
+    assert "[an integer >= 1]" in out  # what each key accepts
 
 
-def test_unknown_key_is_a_usage_error(tmp_path: Path) -> None:
-    done = _cli("train", "learning_rate=0.1", cwd=tmp_path)
-    assert done.returncode == 2 and "unknown config key" in done.stderr and "valid keys" in done.stderr
+def test_unknown_key_is_a_usage_error(capsys) -> None:
+    status, _, err = _main("train", "learning_rate=0.1", capsys=capsys)
+    assert status == 2 and "unknown config key" in err and "valid keys" in err
 
 
 @pytest.mark.slow
@@ -46,13 +59,13 @@ def test_tiny_training_run_prints_its_folder(tmp_path: Path, data_root: Path) ->
     assert (folder / "eval.json").is_file() and "lr: 0.001" in (folder / "config.yaml").read_text()
 
 
-def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: Path) -> None:
+def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: Path, capsys) -> None:
     out = tmp_path / "runs"
     small = ("dataset=cifar10", f"data_dir={data_root}", "max_classes=2", "train_per_class=2", "val_per_class=2",
              "batch_size=4", "device=cpu", "progress=false")
-    done = _cli("train", *small, "epochs=0", "hflip=maybe", f"out_dir={out}", cwd=tmp_path, timeout=120)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.startswith("usage: python -m convnext_report train") and "train --help" in done.stderr
-    assert "epochs: 0 is out of range; allowed: an integer >= 1" in done.stderr
-    assert "hflip: must be true or false, got 'maybe' (str)" in done.stderr
-    assert "Traceback" not in done.stderr and not out.exists()
+    status, stdout, err = _main("train", *small, "epochs=0", "hflip=maybe", f"out_dir={out}", capsys=capsys)
+    assert status == 2, stdout + err
+    assert err.startswith("usage: python -m convnext_report train") and "train --help" in err
+    assert "epochs: 0 is out of range; allowed: an integer >= 1" in err
+    assert "hflip: must be true or false, got 'maybe' (str)" in err
+    assert "Traceback" not in err and not out.exists()
