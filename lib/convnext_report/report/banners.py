@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Banner", "chapter_banner", "provenance", "provenance_text", "records_banner", "settings_table"]
+__all__ = ["Banner", "chapter_banner", "markdown", "provenance", "provenance_text", "records_banner", "settings_table"]
 
 
-def _markdown(text: str) -> Any:
+def markdown(text: str) -> Any:
     from IPython.display import Markdown  # optional: IPython exists wherever a notebook runs
 
     return Markdown(text)
@@ -35,7 +35,7 @@ class Banner:
     def _ipython_display_(self) -> None:
         from IPython.display import display  # optional: IPython exists wherever a notebook runs
 
-        display(_markdown(self.data), display_id=self.display_id)
+        display(markdown(self.data), display_id=self.display_id)
         self.shown = True
 
     def update(self, text: str) -> None:
@@ -44,7 +44,7 @@ class Banner:
         if self.shown:
             from IPython.display import update_display
 
-            update_display(_markdown(text), display_id=self.display_id)
+            update_display(markdown(text), display_id=self.display_id)
 
 
 def provenance(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -125,5 +125,5 @@ def records_banner(records: Sequence[Mapping[str, Any]]):
                 f"({', '.join(smoke)}). Their numbers appear below only as \"CPU smoke configuration — not a "
                 "result\"; they will be replaced when those chapters are executed in the full configuration.")
     else:
-        return _markdown("All chapters behind this page ran in the full configuration (see the [status page](status.ipynb)).")
-    return _markdown(f"```{{admonition}} Not yet results\n:class: warning\n\n{body}\n```")
+        return markdown("All chapters behind this page ran in the full configuration (see the [status page](status.ipynb)).")
+    return markdown(f"```{{admonition}} Not yet results\n:class: warning\n\n{body}\n```")

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from ..figures import COLORS, subplots
+from .banners import markdown
 from .paths import repo_root
 
 __all__ = [
@@ -36,12 +37,6 @@ TARGETS: tuple[tuple[str, tuple[str, str], tuple[str, str], float], ...] = (
     ("packed-4 ÷ packed-1 (aggregate), atto", ("convnextv2_atto", "packed-4"), ("convnextv2_atto", "packed-1"), 2.0),
 )
 REAL_OVER_SYNTHETIC = 0.9  #: ours-real must keep this share of ours-synthetic, for every model
-
-
-def _markdown(text: str) -> Any:
-    from IPython.display import Markdown  # optional: IPython exists wherever a notebook runs
-
-    return Markdown(text)
 
 
 def results_dir() -> Path:
@@ -85,7 +80,7 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
     if kind == "none":
         body = ("No benchmark rows are committed yet: run `PYTHONPATH=lib python3 benchmarks/throughput.py` "
                 "(see benchmarks/README.md) and execute this page again.")
-        return _markdown(f"```{{admonition}} No measurements yet\n:class: warning\n\n{body}\n```")
+        return markdown(f"```{{admonition}} No measurements yet\n:class: warning\n\n{body}\n```")
     first = rows.iloc[0]
     when = str(rows["measured_at"].max())[:10] if "measured_at" in rows else "an unknown date"
     where = (f"**{first['device']}** on {when} (torch {first['torch']}, commit "
@@ -96,8 +91,8 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
                 "code path runs and how the page reads; CPU throughput says nothing about a GPU, and a shared "
                 "CPU's matmul peak (the MFU's denominator) moves with the load. Run the benchmark on a GPU to "
                 "replace them.")
-        return _markdown(f"```{{admonition}} Measured on CPU — not GPU results\n:class: warning\n\n{body}\n```")
-    return _markdown(f"```{{note}}\nMeasured on {where}; MFU against the bf16 matmul peak measured in the same "
+        return markdown(f"```{{admonition}} Measured on CPU — not GPU results\n:class: warning\n\n{body}\n```")
+    return markdown(f"```{{note}}\nMeasured on {where}; MFU against the bf16 matmul peak measured in the same "
                      "process.\n```")
 
 
