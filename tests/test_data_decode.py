@@ -171,7 +171,8 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
 def test_killing_a_decoding_process_leaves_no_workers(sig):
     child = subprocess.Popen([sys.executable, "-c", _DECODING_CHILD], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
