@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ["CONVNEXT_REPORT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_not_ignored() -> None:
+    """A test run started in the background (``nohup``, ``&``) ignores Ctrl-C, and the children that
+    tests stop with SIGINT would inherit that: give the run Python's usual handler (children then
+    start with the default action and raise ``KeyboardInterrupt``)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ from convnext_report.interrupts import Terminated, signals_deferred, sigterm_rai
 
 
 @pytest.fixture(autouse=True)
-def _default_sigterm():
+def _default_handlers():
     old_term, old_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGTERM, old_term)
     signal.signal(signal.SIGINT, old_int)
@@ -65,3 +66,10 @@ def test_no_signal_no_effect():
     with signals_deferred(lambda: pytest.fail("no signal was sent")) as stop:
         pass
     assert not stop and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with signals_deferred(lambda: pytest.fail("an ignored signal reached the block")) as stop:
+        signal.raise_signal(signal.SIGINT)
+    assert not stop and signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -64,8 +64,8 @@ def signals_deferred(on_signal: Callable[[], None]) -> Iterator[Received]:
     For code in other libraries' locks (a process pool's queues): an exception raised by a signal
     handler in the middle of them can leave a lock held and hang the interpreter's exit.
     ``on_signal`` runs inside the handler, so it must neither raise nor take locks (``os.kill`` is
-    fine); the block should stop its work once ``Received`` is true. Main thread only; in other
-    threads (where signal handlers cannot be set) the block runs plain.
+    fine); the block should stop its work once ``Received`` is true. An ignored signal stays ignored.
+    Main thread only; in other threads (where signal handlers cannot be set) the block runs plain.
     """
     received = Received()
     if threading.current_thread() is not threading.main_thread():
@@ -76,7 +76,8 @@ def signals_deferred(on_signal: Callable[[], None]) -> Iterator[Received]:
         received.signals.append(signum)
         on_signal()
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}  # an ignored signal stays ignored
     try:
         yield received
     finally:
