@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from .banners import provenance_text
+from .glue import glue
 from .records import load_records
 from .sources import SOURCE_CLAIMS, source_value
 from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
@@ -248,9 +249,7 @@ def double_source_text() -> str:
 
 
 def glue_texts(values: Mapping[str, str]) -> dict[str, str]:
-    """Glue ``key -> text`` into the running notebook (myst-nb), for ``{glue:text}`key``` in its prose."""
-    from myst_nb import glue  # optional: only the book extra installs myst-nb
-
+    """Glue ``key -> text`` into the running notebook (:mod:`.glue`), for ``{glue:text}`key``` in its prose."""
     for key, text in values.items():
         glue(key, text, display=False)
     return dict(values)
