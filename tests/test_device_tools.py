@@ -63,7 +63,26 @@ def test_device_run_leaves_one_small_folder(device_output):
     entry = [n for n in names if n.startswith("results/smoke/03_source_backbone/") and n.endswith("/store.json")]
     assert len(entry) == 1 and any(n.endswith("/backbone.json") for n in names)
     assert not [n for n in names if n.endswith((".pt", ".pth", ".safetensors"))]
-    assert "03_source_backbone: ok" in (device_output / "device_run.log").read_text()
+    log = (device_output / "device_run.log").read_text()
+    assert "03_source_backbone: ok" in log and "timm 1." in log and "no CUDA device" in log  # the preflight
+
+
+def test_device_run_starts_no_chapter_when_an_import_fails(tmp_path):
+    """A missing or broken package on the GPU machine costs seconds, not a chapter's training."""
+    broken = tmp_path / "broken" / "timm"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('timm is broken on this machine')\n")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "tools/device_run", "--data", str(tmp_path), "--no-install", "--smoke", "--minutes", "8",
+         "--out", str(out), "--scratch", str(tmp_path / "scratch"), "--chapters", "03_source_backbone"],
+        cwd=REPO, env=clean_env(PYTHONPATH=str(broken.parent)), capture_output=True, text=True, timeout=120)
+    log = (out / "device_run.log").read_text()
+    assert done.returncode == 1 and "preflight failed" in log and "timm is broken on this machine" in log
+    assert "03_source_backbone: skipped: the preflight failed" in log and "papermill (" not in log
+    with tarfile.open(out / "results.tar.gz") as tar:
+        assert json.load(tar.extractfile("device_run.json"))["chapters"] == {
+            "03_source_backbone": "skipped: the preflight failed"}
 
 
 def test_device_unpack_writes_only_what_is_new(device_output, tmp_path):

@@ -118,7 +118,7 @@ def test_sigterm_marks_the_run_failed_and_it_resumes(tiny: TrainConfig) -> None:
     cfg = tiny.replace(epochs=50)
     args = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in cfg.to_dict().items()
             if v is not None and k != "extra"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "lib"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "convnext_report", "train", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     record_file = Path(cfg.out_dir) / "tiny" / "record.json"
