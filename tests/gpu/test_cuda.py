@@ -2,7 +2,8 @@
 fast path, resume, DDP over NCCL and a short ``training.train`` on CIFAR-100.
 
 Skipped (with the reason) where ``torch.cuda.is_available()`` is False. Run on a GPU machine with
-``PYTHONPATH=lib python3 -m pytest tests/gpu -q`` and ``CONVNEXT_REPORT_DATA`` pointing at a folder
+``PYTHONPATH=lib:/tmp/site python3 -m pytest tests/gpu -q`` (``/tmp/site``: the carried timm wheel, as
+the README says) and ``CONVNEXT_REPORT_DATA`` pointing at a folder
 holding ``cifar100/`` (see ../shared/data/README.md); about two minutes on an H100, most of it
 ``torch.compile``.
 """
