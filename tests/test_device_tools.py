@@ -126,3 +126,21 @@ def test_split_archives_are_joined(device_output, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "tools" / "device_unpack"), str(parts), "--dry-run",
                            "--into", str(tmp_path / "repo")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "would write" in done.stdout and not (tmp_path / "repo").exists()
+
+
+def test_device_carry_copies_what_the_chapters_read(tmp_path, data_root):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name in ("timm-1.0.31-py3-none-any.whl", "papermill-2.7.0-py3-none-any.whl", "datasets-5.2.0-py3-none-any.whl"):
+        (wheels / name).write_bytes(b"wheel")
+    dest = tmp_path / "carry"
+    run = [sys.executable, "tools/device_carry", "--data", str(data_root), "--wheels", str(wheels), "--dest", str(dest)]
+    done = subprocess.run([*run, "--chapters", "06_optimisers"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (dest / "data").iterdir()) == ["cifar100"]  # chapter 6 reads CIFAR-100 only
+    assert sorted(p.name for p in (dest / "wheels").iterdir()) == ["papermill-2.7.0-py3-none-any.whl",
+                                                                  "timm-1.0.31-py3-none-any.whl"]
+    assert "of 64 MiB" in done.stdout and not (tmp_path / "carry.partial").exists()
+    bad = subprocess.run([*run, "--chapters", "99_nothing"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "unknown chapters ['99_nothing']" in bad.stderr
+    assert (dest / "data" / "cifar100").is_dir()  # a refused call leaves the last carry folder as it was
