@@ -67,7 +67,7 @@ def tiny(data_root: Path, tmp_path: Path):
     from convnext_report.config import TrainConfig
 
     return TrainConfig(
-        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, val_per_class=8,
+        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, test_per_class=8,
         model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=28, epochs=2, lr=2e-3,
         warmup_epochs=0.5, out_dir=str(tmp_path / "runs"), run_name="tiny", progress=False, device="cpu",
         verbose=False,

@@ -34,7 +34,7 @@ def trained(tmp_path, monkeypatch, data_root) -> list:
 def namespace(data_root, **extra) -> dict:
     """A chapter's parameters: cifar10, 2 classes x 8 images, 1 epoch of 1 step."""
     return {"In": [""], "smoke": False, "dataset": "cifar10", "data_dir": str(data_root), "max_classes": 2,
-            "train_per_class": 8, "val_per_class": 4, "model": "convnextv2_atto", "stem_stride": 2,
+            "train_per_class": 8, "test_per_class": 4, "model": "convnextv2_atto", "stem_stride": 2,
             "batch_size": 16, "epochs": 1, "device": "cpu", "seeds": [0, 1], **extra}
 
 

@@ -49,7 +49,7 @@ def test_unknown_key_is_a_usage_error(capsys) -> None:
 def test_tiny_training_run_prints_its_folder(tmp_path: Path, data_root: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        f"dataset: cifar10\ndata_dir: {data_root}\nmax_classes: 3\ntrain_per_class: 8\nval_per_class: 4\n"
+        f"dataset: cifar10\ndata_dir: {data_root}\nmax_classes: 3\ntrain_per_class: 8\ntest_per_class: 4\n"
         "batch_size: 12\nepochs: 1\nprogress: false\ndevice: cpu\n"
     )
     done = _cli("train", "--config", str(config), "run_name=cli", "out_dir=runs", "lr=1e-3", cwd=tmp_path)
@@ -61,7 +61,7 @@ def test_tiny_training_run_prints_its_folder(tmp_path: Path, data_root: Path) ->
 
 def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: Path, capsys) -> None:
     out = tmp_path / "runs"
-    small = ("dataset=cifar10", f"data_dir={data_root}", "max_classes=2", "train_per_class=2", "val_per_class=2",
+    small = ("dataset=cifar10", f"data_dir={data_root}", "max_classes=2", "train_per_class=2", "test_per_class=2",
              "batch_size=4", "device=cpu", "progress=false")
     status, stdout, err = _main("train", *small, "epochs=0", "hflip=maybe", f"out_dir={out}", capsys=capsys)
     assert status == 2, stdout + err

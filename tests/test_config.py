@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from convnext_report.config import TrainConfig, load_config, parse_overrides, save_config
+from convnext_report.config import TrainConfig, from_dict, load_config, parse_overrides, save_config
 
 
 def test_overrides_are_typed() -> None:
@@ -37,3 +39,31 @@ def test_replace_checks_names() -> None:
     assert TrainConfig().replace(seed=3).seed == 3
     with pytest.raises(ValueError):
         TrainConfig().replace(sed=3)
+
+
+DEPRECATED = "config key 'val_per_class' is deprecated: use 'test_per_class' (it subsets the test split)"
+
+
+def test_val_per_class_is_a_deprecated_alias(tmp_path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text("val_per_class: 7\n")
+    made = {
+        "from_dict": lambda: from_dict({"val_per_class": 7}),
+        "yaml": lambda: load_config(path),
+        "override": lambda: load_config(None, ["val_per_class=7"]),
+        "replace": lambda: TrainConfig().replace(val_per_class=7),
+    }
+    for how, make in made.items():
+        with pytest.warns(FutureWarning, match=re.escape(DEPRECATED)):
+            config = make()
+        assert config.test_per_class == 7, how
+    assert "val_per_class" not in TrainConfig().to_dict()
+
+
+def test_val_per_class_and_test_per_class_together_are_an_error(tmp_path) -> None:
+    path = tmp_path / "both.yaml"
+    path.write_text("val_per_class: 7\n")
+    for make in (lambda: from_dict({"val_per_class": 7, "test_per_class": 7}),
+                 lambda: load_config(path, ["test_per_class=5"])):
+        with pytest.raises(ValueError, match="'val_per_class' and 'test_per_class' are the same setting"):
+            make()

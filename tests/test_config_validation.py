@@ -52,7 +52,7 @@ CASES = [
     ("early_stopping_patience", None, 0, "allowed: null or an integer >= 1"),
     ("max_steps_per_epoch", 3, 0, "out of range"),
     ("train_per_class", None, 0, "out of range"),
-    ("val_per_class", 5, -1, "out of range"),
+    ("test_per_class", 5, -1, "out of range"),
     ("max_classes", 3, 0, "out of range"),
     ("head_num_heads", 4, 0, "out of range"),
     ("seed", 7, -1, "out of range"),

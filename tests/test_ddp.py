@@ -19,7 +19,7 @@ def test_two_process_gloo_run(tmp_path: Path, data_root: Path) -> None:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "convnext_report", "train",
-        "dataset=cifar10", f"data_dir={data_root}", "max_classes=3", "train_per_class=16", "val_per_class=4",
+        "dataset=cifar10", f"data_dir={data_root}", "max_classes=3", "train_per_class=16", "test_per_class=4",
         "batch_size=8", "epochs=2", "progress=false", "device=cpu", "out_dir=runs", "run_name=ddp",
     ]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, text=True, capture_output=True, timeout=300)

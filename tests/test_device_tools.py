@@ -18,7 +18,7 @@ IGNORE = shutil.ignore_patterns(".venv", "runs", "_build", ".git", "__pycache__"
                                 ".carry", ".whl")
 #: chapter 3 in smoke mode, made smaller still (passed values win over the smoke reductions)
 SMALL = ["-p", "epochs", "1", "-p", "max_steps_per_epoch", "2", "-p", "train_per_class", "10",
-         "-p", "val_per_class", "10"]
+         "-p", "test_per_class", "10"]
 
 pytestmark = pytest.mark.slow
 

@@ -92,7 +92,7 @@ def test_choose_workers_on_cuda_uses_free_memory(monkeypatch: pytest.MonkeyPatch
 def _tiny(data_root: Path, out: Path, name: str, **changes) -> TrainConfig:
     """cifar10, 4 classes x 16 images, 8 val images per class, 2 epochs of 2 steps (as test_runner's)."""
     return TrainConfig(
-        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, val_per_class=8,
+        dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, test_per_class=8,
         model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=32, epochs=2, lr=2e-3,
         warmup_epochs=0.5, out_dir=str(out), run_name=name, progress=False, device="cpu",
     ).replace(**changes)
@@ -189,7 +189,7 @@ def test_stopping_the_parent_stops_every_child(sig: signal.Signals, data_root: P
         from convnext_report.config import TrainConfig
         from convnext_report.packing import train_many
         base = TrainConfig(dataset="cifar10", data_dir={str(data_root)!r}, max_classes=4, train_per_class=16,
-                           val_per_class=8, batch_size=32, epochs=10_000, out_dir={str(tmp_path)!r},
+                           test_per_class=8, batch_size=32, epochs=10_000, out_dir={str(tmp_path)!r},
                            progress=False, device="cpu")
         train_many([base.replace(run_name="one"), base.replace(run_name="two", seed=1)], workers=2)
     """)

@@ -20,7 +20,7 @@ from convnext_report.report import paths, plan
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL3 = ["-p", "epochs", "1", "-p", "max_steps_per_epoch", "2", "-p", "train_per_class", "10",
-          "-p", "val_per_class", "10"]
+          "-p", "test_per_class", "10"]
 SMALL4 = ["-p", "epochs", "2"]
 
 pytestmark = pytest.mark.slow

@@ -19,14 +19,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
-    ("dataset", "max_classes", "val_per_class"),
+    ("dataset", "max_classes", "test_per_class"),
     [("tiny-imagenet-32", 10, None), ("cifar10", None, 100)],
     ids=["tiny-imagenet-32", "cifar10"],
 )
-def test_one_epoch_beats_chance(dataset, max_classes, val_per_class, data_root, tmp_path) -> None:
+def test_one_epoch_beats_chance(dataset, max_classes, test_per_class, data_root, tmp_path) -> None:
     config = TrainConfig(
         dataset=dataset, data_dir=str(data_root), max_classes=max_classes, train_per_class=200,
-        val_per_class=val_per_class, crop_padding=0, hflip=False, model="convnextv2_atto", stem_stride=2,
+        test_per_class=test_per_class, crop_padding=0, hflip=False, model="convnextv2_atto", stem_stride=2,
         image_size=32, batch_size=16, lr=5e-4, warmup_epochs=0.1, epochs=1, drop_path_rate=0.0, selection="test",
         out_dir=str(tmp_path), run_name=dataset, progress=False, device="cpu",
     )

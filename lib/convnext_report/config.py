@@ -2,7 +2,8 @@
 
 A config is built from defaults, then an optional YAML file, then ``key=value``
 overrides (values parsed as YAML scalars, so ``lr=3e-4`` is a float and
-``pretrained=null`` is ``None``). Unknown keys are an error that lists the valid ones.
+``pretrained=null`` is ``None``). Unknown keys are an error that lists the valid ones; a
+deprecated key (:data:`DEPRECATED_KEYS`) is read as its new name with a ``FutureWarning``.
 
 A config validates itself when it is made (``TrainConfig(...)``, :func:`from_dict`,
 :meth:`TrainConfig.replace`, :func:`load_config`): every key's type comes from its annotation,
@@ -28,11 +29,11 @@ from .models.heads import check_num_heads
 from .models.variants import MODEL_VARIANTS
 from .validation import (
     ANY, FRACTION, NON_EMPTY, NON_NEGATIVE, POSITIVE_INT, CrossRule, Rule, Schema, format_problems, interval, matches,
-    one_of, parses,
+    one_of, parses, renamed,
 )
 
 __all__ = [
-    "CROSS_RULES", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES", "TrainConfig",
+    "CROSS_RULES", "DEPRECATED_KEYS", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES", "TrainConfig",
     "allowed_values", "config_problems", "field_names", "from_dict", "load_config", "parse_overrides", "save_config",
 ]
 
@@ -46,7 +47,7 @@ class TrainConfig:
     data_dir: str | None = None  #: local parquet root; ``None``: $CONVNEXT_REPORT_DATA, else the hub
     image_size: int = 32  #: side of the model input; the pipeline resizes on the device
     train_per_class: int | None = None  #: balanced, seeded subset of the training split
-    val_per_class: int | None = None  #: balanced subset of validation (smoke runs only)
+    test_per_class: int | None = None  #: balanced subset of the test split (smoke runs only)
     max_classes: int | None = None  #: keep only the first K classes (small experiments)
     crop_padding: int = 4  #: random crop with this zero padding (0: no crop)
     hflip: bool = True  #: random horizontal flip
@@ -81,7 +82,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup: float = 0.0  #: Mixup alpha (0: off)
     cutmix: float = 0.0  #: CutMix alpha (0: off)
-    early_stopping_patience: int | None = None  #: epochs without val improvement before stopping
+    early_stopping_patience: int | None = None  #: epochs without a better selection top-1 before stopping
     model_ema: bool = False  #: keep an EMA of the weights (timm ModelEmaV3), evaluated beside the raw weights
     model_ema_decay: float = 0.9998  #: EMA decay per step
     # model selection
@@ -112,7 +113,7 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes`` applied (names and values are checked)."""
-        return from_dict({**self.to_dict(), **changes})
+        return from_dict({**self.to_dict(), **renamed(changes, DEPRECATED_KEYS)})
 
 
 DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", 'a device: "auto", "cpu", "cuda", "cuda:N" or "mps"')
@@ -148,7 +149,7 @@ RULES: Mapping[str, Rule] = {
     "data_dir": NON_EMPTY,
     "image_size": interval("[8, 1024]"),
     "train_per_class": POSITIVE_INT,
-    "val_per_class": POSITIVE_INT,
+    "test_per_class": POSITIVE_INT,
     "max_classes": POSITIVE_INT,
     "crop_padding": NON_NEGATIVE,
     "hflip": ANY,
@@ -252,8 +253,13 @@ def field_names() -> list[str]:
     return [f.name for f in fields(TrainConfig)]
 
 
+#: deprecated key -> (its new name, why): read as the new name, with a ``FutureWarning``
+DEPRECATED_KEYS: Mapping[str, tuple[str, str]] = {"val_per_class": ("test_per_class", "it subsets the test split")}
+
+
 def from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Build a config, rejecting unknown keys with the list of valid ones."""
+    """Build a config, rejecting unknown keys with the list of valid ones (deprecated keys are renamed)."""
+    values = renamed(values, DEPRECATED_KEYS)
     unknown = sorted(set(values) - set(field_names()), key=str)
     if unknown:
         raise ValueError(

@@ -2,7 +2,8 @@
 
 Rules are data (:class:`Rule`: an interval, a set of choices, a pattern, a parser); rules that tie
 fields together are :class:`CrossRule`. :class:`Schema` checks an instance and words every problem
-as ``"key: what is wrong; allowed: ..."`` so a user can fix all of them at once.
+as ``"key: what is wrong; allowed: ..."`` so a user can fix all of them at once. :func:`renamed`
+reads deprecated keys under their new names.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 import re
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -19,7 +21,7 @@ import yaml
 
 __all__ = [
     "ANY", "FRACTION", "NON_EMPTY", "NON_NEGATIVE", "POSITIVE_INT", "CrossRule", "Rule", "Schema", "format_problems",
-    "interval", "matches", "one_of", "parses",
+    "interval", "matches", "one_of", "parses", "renamed",
 ]
 
 
@@ -157,3 +159,17 @@ def format_problems(problems: list[str], what: str = "config") -> str:
     """One error message listing every problem."""
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
     return f"invalid {what} ({count}; fix the keys named below):\n  " + "\n  ".join(problems)
+
+
+def renamed(values: Mapping[str, Any], deprecated: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    """``values`` with each deprecated key under its new name, with a ``FutureWarning`` saying so; giving a
+    setting under both names is an error. ``deprecated``: old key -> (new key, why the name changed)."""
+    out = dict(values)
+    for old, (new, why) in deprecated.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"config keys {old!r} and {new!r} are the same setting: give only {new!r}")
+        warnings.warn(f"config key {old!r} is deprecated: use {new!r} ({why})", FutureWarning, stacklevel=3)
+        out[new] = out.pop(old)
+    return out

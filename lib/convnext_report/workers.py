@@ -26,7 +26,7 @@ WORKERS_ENV = "CONVNEXT_REPORT_WORKERS"  #: overrides the rule of :func:`choose_
 MAX_WORKERS = 8
 _FREE_FRACTION = 0.9  # of the free GPU memory that runs may plan on
 _CONTEXT_BYTES = 3 << 29  # 1.5 GiB per process: CUDA context (~0.5 GiB), cuBLAS/cuDNN and compile workspaces
-_FULL_SPLITS = (100_000, 10_000)  # train/val images when no per_class subset is set (Tiny-ImageNet, the largest)
+_FULL_SPLITS = (100_000, 10_000)  # train/test images when no per_class subset is set (Tiny-ImageNet, the largest)
 #: the config keys that decide a model's parameters and activations (the memory estimate's cache key)
 _SHAPE_KEYS = ("model", "stem_stride", "image_size", "norm", "head", "head_num_heads", "freeze_backbone")
 
@@ -81,7 +81,7 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     * ``_CONTEXT_BYTES`` (1.5 GiB): each process's CUDA context (about 0.5 GiB on Hopper with lazy module
       loading) plus cuBLAS/cuDNN workspaces and ``torch.compile`` autotuning buffers;
     * the uint8 images :class:`~convnext_report.data.DeviceLoader` keeps on the GPU: the subset's
-      size when ``train_per_class``/``val_per_class`` are set, else 100k + 10k images (the largest dataset);
+      size when ``train_per_class``/``test_per_class`` are set, else 100k + 10k images (the largest dataset);
     * parameters x (4 B weights + 4 B gradients + optimiser state: 8 B Adam(W)/RAdam, 4 B SGD; + 4 B EMA);
     * activations: the bytes autograd saves per image, traced on the meta device in fp32 (bf16 autocast
       saves less; tensors saved by two ops count twice, so this errs high) x ``batch_size`` x 2, for the
@@ -91,9 +91,9 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     params, per_image = _model_bytes(tuple(getattr(config, k) for k in _SHAPE_KEYS), classes)
     side = DATASETS[config.dataset].native_size
     n_train = config.train_per_class * classes if config.train_per_class else _FULL_SPLITS[0]
-    n_val = config.val_per_class * classes if config.val_per_class else _FULL_SPLITS[1]
+    n_test = config.test_per_class * classes if config.test_per_class else _FULL_SPLITS[1]
     per_param = 8 + (4 if config.optimizer == "sgd" else 8) + (4 if config.model_ema else 0)
-    return (_CONTEXT_BYTES + (n_train + n_val) * 3 * side * side + params * per_param
+    return (_CONTEXT_BYTES + (n_train + n_test) * 3 * side * side + params * per_param
             + 2 * per_image * config.batch_size)
 
 

@@ -138,7 +138,7 @@ def test_channels_last_runs_channels_last_and_matches_nchw() -> None:
 
 
 def _config(root: Path, tmp_path: Path, **kw) -> TrainConfig:
-    base = dict(dataset="cifar100", data_dir=str(root), max_classes=10, train_per_class=40, val_per_class=10,
+    base = dict(dataset="cifar100", data_dir=str(root), max_classes=10, train_per_class=40, test_per_class=10,
                 model="convnextv2_atto", stem_stride=2, batch_size=100, epochs=2, device="cuda",
                 out_dir=str(tmp_path), progress=False, selection="test")
     return TrainConfig(**{**base, **kw})

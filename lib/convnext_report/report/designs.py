@@ -24,15 +24,15 @@ TRAINING_CHAPTERS = ("03_source_backbone", "04_baseline", "05_improved", "06_opt
 #: chapter 3's backbone weights stay on the machine only for chapters 4 and 5: one command runs all three
 TRANSFER_CHAIN = ("03_source_backbone", "04_baseline", "05_improved")
 
-_SMALL = dict(train_per_class=20, val_per_class=10, max_classes=20)  # 400 train (40 held out) / 200 test images
+_SMALL = dict(train_per_class=20, test_per_class=10, max_classes=20)  # 400 train (40 held out) / 200 test images
 #: chapter -> parameter -> its value in the smoke configuration (parameters passed with -p keep theirs)
 SMOKE: dict[str, dict[str, Any]] = {
     "03_source_backbone": dict(model="convnextv2_atto", backbone="convnextv2_atto-tin32", epochs=2,
-                               warmup_epochs=0.0, batch_size=32, train_per_class=30, val_per_class=20,
+                               warmup_epochs=0.0, batch_size=32, train_per_class=30, test_per_class=20,
                                max_classes=20),
-    "04_baseline": dict(backbone="convnextv2_atto-tin32", train_per_class=50, val_per_class=20, max_classes=20,
+    "04_baseline": dict(backbone="convnextv2_atto-tin32", train_per_class=50, test_per_class=20, max_classes=20,
                         epochs=10, batch_size=50, seeds=[0, 1]),
-    "05_improved": dict(backbone="convnextv2_atto-tin32", train_per_class=15, val_per_class=15, max_classes=20,
+    "05_improved": dict(backbone="convnextv2_atto-tin32", train_per_class=15, test_per_class=15, max_classes=20,
                         epochs=2, batch_size=30, seeds=[0]),
     "06_optimisers": dict(optimizer_model="convnextv2_atto", variants=["convnextv2_atto"],
                           modern_variants=["convnextv2_atto"], epochs=2, seeds=[0], **_SMALL),

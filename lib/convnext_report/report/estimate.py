@@ -79,7 +79,7 @@ def split_sizes(config: Any) -> tuple[int, int, int]:
     classes = config.max_classes or spec.num_classes
     train, test = SPLIT_PER_CLASS[spec.name]
     per_class = min(config.train_per_class or train, train)
-    reported = classes * min(config.val_per_class or test, test)
+    reported = classes * min(config.test_per_class or test, test)
     if config.selection != "holdout":
         return classes * per_class, reported, reported
     held = min(max(1, round(per_class * config.holdout_fraction)), per_class - 1)
