@@ -34,7 +34,7 @@ MAX_OPS = 80  # ops for one batch, views excluded (the old implementation: 682)
 
 @pytest.fixture(scope="module")
 def images(data_root) -> torch.Tensor:
-    return load_split("cifar10", "val", data_dir=data_root, per_class=2, seed=0).images  # (20, 3, 32, 32)
+    return load_split("cifar10", "test", data_dir=data_root, per_class=2, seed=0).images  # (20, 3, 32, 32)
 
 
 def _magnitude(a: float, b: float, negative: bool) -> float:

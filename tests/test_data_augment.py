@@ -34,7 +34,7 @@ TORCHVISION_OPS = [
 
 @pytest.fixture(scope="module")
 def images(data_root) -> torch.Tensor:
-    return load_split("cifar10", "val", data_dir=data_root, per_class=2, seed=0).images  # (20, 3, 32, 32)
+    return load_split("cifar10", "test", data_dir=data_root, per_class=2, seed=0).images  # (20, 3, 32, 32)
 
 
 def _same_image_batch(images: torch.Tensor, n: int) -> torch.Tensor:

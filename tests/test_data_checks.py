@@ -29,7 +29,7 @@ def test_label_outside_the_classes_names_file_row_and_value(tmp_path, data_root,
     cache = tmp_path / "cache"
     for subset in ({}, {"per_class": 1}):  # checked when the split is loaded, before any row selection
         with pytest.raises(ValueError) as err:
-            load_split("cifar10", "val", data_dir=tmp_path / "data", cache_dir=cache, **subset)
+            load_split("cifar10", "test", data_dir=tmp_path / "data", cache_dir=cache, **subset)
         msg = str(err.value)
         assert f"row 5 of {path}" in msg and says in msg and "0..9" in msg and "10 classes" in msg, msg
     assert not [p for p in cache.rglob("*") if p.is_file() and "decoded" in p.parts]
@@ -38,7 +38,7 @@ def test_label_outside_the_classes_names_file_row_and_value(tmp_path, data_root,
 def test_images_and_labels_must_agree() -> None:
     with pytest.raises(ValueError, match="3 images .* but 4 labels"):
         ImageTensors(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), ["a"],
-                     dataset="cifar10", split="val", source="here")
+                     dataset="cifar10", split="test", source="here")
 
 
 def _swap_tensor(path: Path, change) -> None:
@@ -72,7 +72,7 @@ DAMAGES = {
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_damaged_cache_entry_warns_decodes_again_and_is_rewritten(tmp_path, data_root, damage) -> None:
     _write_cifar_folder(tmp_path / "data", _real_rows(data_root, 8))
-    load = lambda: load_split("cifar10", "val", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")  # noqa: E731
+    load = lambda: load_split("cifar10", "test", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")  # noqa: E731
     first = load()
     which, hurt = DAMAGES[damage]
     entries = sorted(p for p in (tmp_path / "cache" / "decoded").rglob("*.pt"))

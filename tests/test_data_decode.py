@@ -61,9 +61,9 @@ def test_corrupt_image_names_file_and_row_and_caches_nothing(tmp_path, data_root
     path = _write_cifar_folder(tmp_path / "data", _with_images(table, blobs))
     cache = tmp_path / "cache"
     with pytest.raises(ValueError) as err:
-        load_split("cifar10", "val", data_dir=tmp_path / "data", cache_dir=cache)
+        load_split("cifar10", "test", data_dir=tmp_path / "data", cache_dir=cache)
     msg = str(err.value)
-    assert "cifar10" in msg and "val" in msg and str(path) in msg and "row 5" in msg
+    assert "cifar10 test split (test)" in msg and str(path) in msg and "row 5" in msg
     assert "re-download or replace" in msg
     assert _decoded_files(cache) == []
     assert not list(cache.rglob("*.tmp"))
@@ -77,7 +77,7 @@ def test_decode_grayscale_and_resize(tmp_path, data_root):
     Image.open(io.BytesIO(blobs[2])).resize((64, 64)).save(big, format="PNG")
     blobs[1], blobs[2] = gray.getvalue(), big.getvalue()
     _write_cifar_folder(tmp_path / "data", _with_images(table, blobs))
-    out = load_split("cifar10", "val", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    out = load_split("cifar10", "test", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
     assert out.images.shape == (4, 3, 32, 32) and out.images.dtype == torch.uint8
     assert out.labels.dtype == torch.int64 and len(out.class_names) == 10
     g = out.images[1].int()
@@ -101,9 +101,9 @@ def test_decode_pool_matches_serial_and_reports_row(monkeypatch, data_root):
 
 def test_real_cifar10_test_second_load_from_cache(tmp_path, data_root):
     t0 = time.perf_counter()
-    first = load_split("cifar10", "val", data_dir=data_root, cache_dir=tmp_path)
+    first = load_split("cifar10", "test", data_dir=data_root, cache_dir=tmp_path)
     t1 = time.perf_counter()
-    second = load_split("cifar10", "val", data_dir=data_root, cache_dir=tmp_path)
+    second = load_split("cifar10", "test", data_dir=data_root, cache_dir=tmp_path)
     t2 = time.perf_counter()
     assert first.images.shape == (10_000, 3, 32, 32) and not first.from_cache
     assert second.from_cache and torch.equal(first.images, second.images)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from convnext_report.data import DATASETS, DatasetSpec, get_dataset_spec, parse_randaugment
+from convnext_report.data import DATASETS, DatasetSpec, get_dataset_spec, load_split, parse_randaugment
 
 
 def test_registry_names_and_columns():
     assert set(DATASETS) == {"tiny-imagenet-32", "tiny-imagenet", "cifar10", "cifar100"}
     tiny, c10, c100 = DATASETS["tiny-imagenet-32"], DATASETS["cifar10"], DATASETS["cifar100"]
     assert (tiny.hub_id, tiny.image_column, tiny.label_column) == ("zh-plus/tiny-imagenet", "image", "label")
-    assert dict(tiny.splits) == {"train": "train", "val": "valid"} and tiny.native_size == 32
+    assert dict(tiny.splits) == {"train": "train", "test": "valid"} and tiny.native_size == 32
     assert "resized to 32" in tiny.description
     assert (c10.hub_id, c10.image_column, c10.label_column) == ("uoft-cs/cifar10", "img", "label")
-    assert c10.splits["val"] == "test"
+    assert c10.splits["test"] == "test"
     assert (c100.hub_id, c100.label_column, c100.num_classes) == ("uoft-cs/cifar100", "fine_label", 100)
     assert DATASETS["tiny-imagenet"].native_size == 64
     for spec in DATASETS.values():
@@ -29,9 +29,13 @@ def test_get_dataset_spec_unknown_lists_names():
         assert name in str(err.value)
 
 
-def test_unknown_split_is_clear():
-    with pytest.raises(ValueError, match="train"):
-        DATASETS["cifar10"].split_name("test")
+def test_splits_are_train_and_test_and_val_is_refused():
+    for spec in DATASETS.values():
+        assert set(spec.splits) == {"train", "test"}
+    with pytest.raises(ValueError, match=r"unknown split 'val' for cifar10; use one of \['test', 'train'\]"):
+        DATASETS["cifar10"].split_name("val")
+    with pytest.raises(ValueError, match="use one of"):
+        load_split("cifar10", "val")
 
 
 @pytest.mark.parametrize(

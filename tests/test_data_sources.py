@@ -32,12 +32,12 @@ def test_resolve_data_root_precedence(tmp_path, monkeypatch, data_root):
 def test_missing_data_folder_is_clear(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as err:
-        load_split("cifar10", "val", data_dir=missing)
+        load_split("cifar10", "test", data_dir=missing)
     msg = str(err.value)
     assert str(missing) in msg and DATA_ENV in msg and "data_dir" in msg
     monkeypatch.setenv(DATA_ENV, str(missing))
     with pytest.raises(FileNotFoundError, match=DATA_ENV):
-        load_split("cifar10", "val")
+        load_split("cifar10", "test")
 
 
 def test_dataset_missing_under_root_is_clear(data_root):
@@ -51,8 +51,8 @@ def test_dataset_missing_under_root_is_clear(data_root):
 
 def test_real_cifar100_is_complete(data_root):
     summary = dataset_summary("cifar100", data_root)
-    assert summary["splits"] == {"train": 50_000, "val": 10_000}
-    test = load_split("cifar100", "val", data_dir=data_root)
+    assert summary["splits"] == {"train": 50_000, "test": 10_000}
+    test = load_split("cifar100", "test", data_dir=data_root)
     assert test.images.shape == (10_000, 3, 32, 32) and test.num_classes == 100
     assert torch.bincount(test.labels).tolist() == [100] * 100
     assert test.class_names[0] == "apple" and test.class_names[-1] == "worm"
@@ -80,9 +80,9 @@ def _fake_hub_split(data_root, size: int, label_column: str, image_column: str) 
 @pytest.mark.parametrize(
     "name, split, hub_id, hub_split, size, image_column, label_column",
     [
-        ("cifar100", "val", "uoft-cs/cifar100", "test", 32, "img", "fine_label"),
+        ("cifar100", "test", "uoft-cs/cifar100", "test", 32, "img", "fine_label"),
         ("cifar10", "train", "uoft-cs/cifar10", "train", 32, "img", "label"),
-        ("tiny-imagenet-32", "val", "zh-plus/tiny-imagenet", "valid", 64, "image", "label"),
+        ("tiny-imagenet-32", "test", "zh-plus/tiny-imagenet", "valid", 64, "image", "label"),
     ],
 )
 def test_hub_path_calls_load_dataset(
@@ -116,18 +116,18 @@ def test_hub_offline_without_local_data_is_clear(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
     with pytest.raises(DatasetUnavailableError) as err:
-        load_split("cifar100", "val", cache_dir=tmp_path)
+        load_split("cifar100", "test", cache_dir=tmp_path)
     msg = str(err.value)
     assert "uoft-cs/cifar100" in msg and DATA_ENV in msg and "online" in msg and "offline" in msg
 
 
 def test_dataset_summary(data_root):
     tiny = dataset_summary("tiny-imagenet-32", data_root)
-    assert tiny["splits"] == {"train": 100_000, "val": 10_000}
+    assert tiny["splits"] == {"train": 100_000, "test": 10_000}
     assert tiny["image_size"] == 32 and tiny["num_classes"] == 200
     assert tiny["source"].endswith("tiny-imagenet-32/data")
     c10 = dataset_summary("cifar10", data_root)
-    assert c10["splits"] == {"train": 50_000, "val": 10_000} and c10["hub_id"] == "uoft-cs/cifar10"
+    assert c10["splits"] == {"train": 50_000, "test": 10_000} and c10["hub_id"] == "uoft-cs/cifar10"
 
 
 def test_local_parquet_needs_no_datasets_package(monkeypatch, tmp_path, data_root):
@@ -139,9 +139,9 @@ def test_local_parquet_needs_no_datasets_package(monkeypatch, tmp_path, data_roo
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` now raises ImportError
     with pytest.raises(ImportError):
         import datasets as _  # noqa: F401
-    split = load_split("cifar100", "val", data_dir=data_root, per_class=2, cache_dir=tmp_path)
+    split = load_split("cifar100", "test", data_dir=data_root, per_class=2, cache_dir=tmp_path)
     assert split.images.shape == (200, 3, 32, 32) and not split.from_cache
     assert split.class_names[:2] == ["apple", "aquarium_fish"]  # ClassLabel names from the schema metadata
     assert sorted(torch.bincount(split.labels).tolist()) == [2] * 100
     assert class_names("tiny-imagenet-32", data_root, readable=False)[0] == "n01443537"
-    assert dataset_summary("cifar10", data_root)["splits"] == {"train": 50_000, "val": 10_000}
+    assert dataset_summary("cifar10", data_root)["splits"] == {"train": 50_000, "test": 10_000}

@@ -32,22 +32,22 @@ def test_first_k_classes(labels):
 
 
 def test_load_split_subsets_real_cifar(data_root):
-    a = load_split("cifar10", "val", data_dir=data_root, per_class=5, max_classes=4, seed=3)
+    a = load_split("cifar10", "test", data_dir=data_root, per_class=5, max_classes=4, seed=3)
     assert a.images.shape == (20, 3, 32, 32) and a.class_names == ["airplane", "automobile", "bird", "cat"]
     assert torch.equal(torch.bincount(a.labels), torch.full((4,), 5))
-    b = load_split("cifar10", "val", data_dir=data_root, per_class=5, max_classes=4, seed=3)
-    c = load_split("cifar10", "val", data_dir=data_root, per_class=5, max_classes=4, seed=4)
+    b = load_split("cifar10", "test", data_dir=data_root, per_class=5, max_classes=4, seed=3)
+    c = load_split("cifar10", "test", data_dir=data_root, per_class=5, max_classes=4, seed=4)
     assert torch.equal(a.rows, b.rows) and torch.equal(a.images, b.images)
     assert not torch.equal(a.rows, c.rows)
-    full = load_split("cifar10", "val", data_dir=data_root)
+    full = load_split("cifar10", "test", data_dir=data_root)
     assert torch.equal(full.images[a.rows], a.images) and torch.equal(full.labels[a.rows], a.labels)
 
 
 def test_train_per_class_only_applies_to_train(data_root):
-    val = load_split("tiny-imagenet-32", "val", data_dir=data_root, train_per_class=1, max_classes=2)
-    assert len(val) == 100  # 50 per class, train_per_class ignored for val
+    test = load_split("tiny-imagenet-32", "test", data_dir=data_root, train_per_class=1, max_classes=2)
+    assert len(test) == 100  # 50 per class, train_per_class ignored for the test split
     train = load_split("tiny-imagenet-32", "train", data_dir=data_root, train_per_class=2, max_classes=3)
     assert train.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert train.class_names == ["goldfish", "European fire salamander", "bullfrog"]
     with pytest.raises(ValueError, match="max_classes"):
-        load_split("cifar10", "val", data_dir=data_root, max_classes=11)
+        load_split("cifar10", "test", data_dir=data_root, max_classes=11)

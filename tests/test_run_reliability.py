@@ -161,7 +161,7 @@ def test_a_stored_normalisation_overrides_the_dataset_statistics(tiny: TrainConf
 
     assert normalization(tiny) == (list(get_dataset_spec("cifar10").mean), list(get_dataset_spec("cifar10").std))
     assert normalization(tiny.replace(normalize_mean=[0.5] * 3, normalize_std=[0.25] * 3)) == ([0.5] * 3, [0.25] * 3)
-    test = load_split("cifar10", "val", data_dir=tiny.data_dir, per_class=1, max_classes=1)
+    test = load_split("cifar10", "test", data_dir=tiny.data_dir, per_class=1, max_classes=1)
     assert len(test) == 1
 
 

@@ -73,7 +73,7 @@ def load_data(config: TrainConfig, split: str) -> ImageTensors:
     held-out part of the training split that selects the epoch, with ``selection="holdout"``) or
     ``"test"`` (the dataset's evaluation split, which is reported; ``test_per_class`` subsets it)."""
     if split == "test":
-        return load_split(config.dataset, "val", data_dir=config.data_dir, per_class=config.test_per_class,
+        return load_split(config.dataset, "test", data_dir=config.data_dir, per_class=config.test_per_class,
                           max_classes=config.max_classes, seed=config.seed)
     if split not in ("train", "holdout"):
         raise ValueError(f"split must be 'train', 'holdout' or 'test', got {split!r}")

@@ -84,7 +84,7 @@ def load_split(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
 ) -> ImageTensors:
-    """Load ``split`` ("train"/"val") of ``dataset`` as uint8 tensors.
+    """Load ``split`` ("train"/"test") of ``dataset`` as uint8 tensors.
 
     ``data_dir``: local parquet root; ``None``: ``$CONVNEXT_REPORT_DATA``, else the hub.
     ``max_classes=K`` keeps classes 0..K-1; ``per_class`` (or ``train_per_class``, which only

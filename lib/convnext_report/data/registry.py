@@ -26,7 +26,7 @@ class DatasetSpec:
     local_subdir: str  #: folder under the data root holding ``<split>-*.parquet`` shards
     image_column: str  #: column with the encoded image (``datasets.Image``)
     label_column: str  #: column with the ``ClassLabel``
-    splits: Mapping[str, str]  #: "train"/"val" -> split name in the files and on the hub
+    splits: Mapping[str, str]  #: "train"/"test" -> split name in the files and on the hub
     num_classes: int
     native_size: int  #: side of the decoded images; sources of another size are resized to it
     mean: tuple[float, float, float]  #: per-channel mean of images in [0, 1]
@@ -35,7 +35,7 @@ class DatasetSpec:
     words_file: str | None = None  #: wnid -> words table under the data root (Tiny-ImageNet)
 
     def split_name(self, split: str) -> str:
-        """The file/hub split name for ``"train"`` or ``"val"``."""
+        """The file/hub split name for ``"train"`` or ``"test"`` (the split a run reports)."""
         if split not in self.splits:
             raise ValueError(f"unknown split {split!r} for {self.name}; use one of {sorted(self.splits)}")
         return self.splits[split]
@@ -48,16 +48,17 @@ _SPECS = (
         local_subdir="tiny-imagenet-32/data",
         image_column="image",
         label_column="label",
-        splits=MappingProxyType({"train": "train", "val": "valid"}),
+        splits=MappingProxyType({"train": "train", "test": "valid"}),
         num_classes=200,
         native_size=32,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         description=(
             "Tiny-ImageNet-200 at 32x32 px: 100,000 training images (500 per class) and 10,000 "
-            "validation images (50 per class) of 200 ImageNet classes. Local copy: the original "
-            "JPEGs downsampled to 32 px; from the hub (zh-plus/tiny-imagenet, 64 px) the images "
-            "are resized to 32 px (PIL bicubic, antialiased) when decoded."
+            "test images (50 per class: the published validation split, \"valid\") of 200 ImageNet "
+            "classes. Local copy: the original JPEGs downsampled to 32 px; from the hub "
+            "(zh-plus/tiny-imagenet, 64 px) the images are resized to 32 px (PIL bicubic, "
+            "antialiased) when decoded."
         ),
         words_file="tiny-imagenet-32/words.txt",
     ),
@@ -67,14 +68,14 @@ _SPECS = (
         local_subdir="tiny-imagenet/data",
         image_column="image",
         label_column="label",
-        splits=MappingProxyType({"train": "train", "val": "valid"}),
+        splits=MappingProxyType({"train": "train", "test": "valid"}),
         num_classes=200,
         native_size=64,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         description=(
             "Tiny-ImageNet-200 at its native 64x64 px (hub zh-plus/tiny-imagenet): 100,000 "
-            "training and 10,000 validation images of 200 ImageNet classes."
+            "training and 10,000 test images (the published validation split) of 200 ImageNet classes."
         ),
         words_file="tiny-imagenet-32/words.txt",
     ),
@@ -84,15 +85,14 @@ _SPECS = (
         local_subdir="cifar10-jpeg/plain_text",
         image_column="img",
         label_column="label",
-        splits=MappingProxyType({"train": "train", "val": "test"}),
+        splits=MappingProxyType({"train": "train", "test": "test"}),
         num_classes=10,
         native_size=32,
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
         description=(
-            "CIFAR-10: 50,000 training and 10,000 test images, 32x32 px, 10 classes (the test "
-            "split serves as validation). The local copy holds the publisher's JPEG re-encoding; "
-            "the hub twin is uoft-cs/cifar10 (PNG)."
+            "CIFAR-10: 50,000 training and 10,000 test images, 32x32 px, 10 classes. The local "
+            "copy holds the publisher's JPEG re-encoding; the hub twin is uoft-cs/cifar10 (PNG)."
         ),
     ),
     DatasetSpec(
@@ -101,14 +101,14 @@ _SPECS = (
         local_subdir="cifar100/cifar100",
         image_column="img",
         label_column="fine_label",
-        splits=MappingProxyType({"train": "train", "val": "test"}),
+        splits=MappingProxyType({"train": "train", "test": "test"}),
         num_classes=100,
         native_size=32,
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
         description=(
             "CIFAR-100: 50,000 training and 10,000 test images, 32x32 px, 100 fine classes "
-            "(hub uoft-cs/cifar100, label column fine_label; the test split serves as validation)."
+            "(hub uoft-cs/cifar100, label column fine_label)."
         ),
     ),
 )

@@ -84,7 +84,7 @@ class SplitSource:
     """One split of one dataset, local (``files``) or on the hub (``root is None``)."""
 
     spec: DatasetSpec
-    split: str  #: "train" or "val"
+    split: str  #: "train" or "test"
     root: Path | None  #: data root; ``None``: the hub
     files: tuple[Path, ...] = ()  #: local parquet shards, sorted
 
@@ -142,7 +142,7 @@ class SplitSource:
 def split_source(
     dataset: str | DatasetSpec, split: str, data_dir: str | os.PathLike | None = None
 ) -> SplitSource:
-    """Locate ``split`` ("train"/"val") of ``dataset``; local files are checked to exist."""
+    """Locate ``split`` ("train"/"test") of ``dataset``; local files are checked to exist."""
     spec = get_dataset_spec(dataset)
     name = spec.split_name(split)
     root = resolve_data_root(data_dir)

@@ -55,7 +55,7 @@ NOTEBOOK_OVERHEAD_S = 20.0
 BENCHMARK_MODE = "ours-real"
 #: only rows measured on these GPUs stand in for the estimate (a CPU row says nothing about an H100)
 BENCHMARK_GPUS = ("H100", "H200")
-#: images per class of the train and validation splits (the registry has no counts)
+#: images per class of the train and test splits (the registry has no counts)
 SPLIT_PER_CLASS = {"tiny-imagenet-32": (500, 50), "tiny-imagenet": (500, 50), "cifar10": (5000, 1000),
                    "cifar100": (500, 100)}
 
