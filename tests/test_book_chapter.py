@@ -123,7 +123,7 @@ def test_export_and_find_backbone(tmp_path):
     class Run:
         path = run_dir
         config = TrainConfig(model="convnext_tiny", stem_stride=2)
-        history = [{"epoch": 0, "train_loss": 1.0, "train_acc": 0.4, "val_loss": 1.0, "val_acc": 0.3}]
+        history = [{"epoch": 0, "train_loss": 1.0, "train_acc": 0.4, "selection_loss": 1.0, "selection_acc": 0.3}]
         record = {"device": "cpu", "wall_time_seconds": 6.0}
 
     path = backbones.export_backbone(Run(), "bb", smoke=True)
@@ -131,7 +131,7 @@ def test_export_and_find_backbone(tmp_path):
     saved = torch.load(path, weights_only=False)
     assert torch.equal(saved["model"]["w"], torch.ones(2)) and saved["meta"]["model"] == "convnext_tiny"
     found, meta = backbones.find_backbone("bb", smoke=True)
-    assert found == path and meta["val_top1"] == pytest.approx(30.0)
+    assert found == path and meta["test_top1"] == pytest.approx(30.0)
     source = backbones.transfer_source(None, "bb", smoke=True)
     identity = {"pretrained_identity": f"run:{meta['store_key']}"}  # the backbone's identity: its run's store key
     stats = {"normalize_mean": list(IMAGENET_MEAN), "normalize_std": list(IMAGENET_STD)}  # as in pretraining

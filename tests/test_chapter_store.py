@@ -49,7 +49,7 @@ def test_a_second_sweep_trains_nothing(trained, data_root):
     assert len(trained) == 4, "runs found in the store must not be trained again"
     assert [g.source for g in ch.obtained] == ["store"] * 4
     for label in VARIANTS:
-        assert [r.best["val_acc"] for r in again[label]] == [r.best["val_acc"] for r in first[label]]
+        assert [r.best["selection_acc"] for r in again[label]] == [r.best["selection_acc"] for r in first[label]]
     assert all((r.path / "store.json").is_file() for group in again.values() for r in group)
     # a changed config is a new run; the unchanged one is still found
     chapter.start("06_t", namespace(data_root, seeds=[0], epochs=2), title="T").sweep({"a": {}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,8 +28,9 @@ def _no_leaks():
 
 
 def history(n=4):
-    return pd.DataFrame({"epoch": range(1, n + 1), "train_loss": np.linspace(2, 0.5, n), "val_loss": np.linspace(2, 1, n),
-                         "train_acc": np.linspace(20, 90, n), "val_acc": np.linspace(20, 70, n)})
+    return pd.DataFrame({"epoch": range(1, n + 1), "train_loss": np.linspace(2, 0.5, n),
+                         "selection_loss": np.linspace(2, 1, n), "train_acc": np.linspace(20, 90, n),
+                         "selection_acc": np.linspace(20, 70, n)})
 
 
 def eval_result(num_classes=20, n=200, seed=0):
@@ -48,19 +51,23 @@ def test_plot_history_two_panels_and_best_marker():
     fig = figures.plot_history(history(), best_epoch=3, title="t")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert [ax.get_title() for ax in fig.axes] == ["accuracy", "loss"]
-    assert len(fig.axes[0].lines) == 3  # train, val, best epoch
+    assert len(fig.axes[0].lines) == 3  # train, held-out (selection), best epoch
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["train", "held-out (selection)", "best epoch 3"]
     with pytest.raises(ValueError, match="history_frame"):
         figures.plot_history(pd.DataFrame({"epoch": [1]}))
 
 
 def test_plot_history_accepts_a_run():
     class Run:  # what runner.train returns, reduced to what the figure reads
-        history = [{"epoch": i, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": a}
+        history = [{"epoch": i, "train_loss": 1.0, "train_acc": 0.5, "selection_loss": 1.0, "selection_acc": a}
                    for i, a in enumerate((0.2, 0.4, 0.3))]
         best = {"epoch": 1}
+        config = SimpleNamespace(selection="test")
 
     fig = figures.plot_history(Run())
     assert fig.axes[0].lines[-1].get_xdata()[0] == 2  # best epoch shown 1-based
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()][:2] == ["train", "test (selection)"]
 
 
 def test_plot_samples_correct_and_wrong_rows():

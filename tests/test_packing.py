@@ -90,7 +90,7 @@ def test_choose_workers_on_cuda_uses_free_memory(monkeypatch: pytest.MonkeyPatch
 # --------------------------------------------------------------------------------------- whole runs
 
 def _tiny(data_root: Path, out: Path, name: str, **changes) -> TrainConfig:
-    """cifar10, 4 classes x 16 images, 8 val images per class, 2 epochs of 2 steps (as test_runner's)."""
+    """cifar10, 4 classes x 16 images, 8 test images per class, 2 epochs of 2 steps (as test_runner's)."""
     return TrainConfig(
         dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, test_per_class=8,
         model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=32, epochs=2, lr=2e-3,

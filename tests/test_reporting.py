@@ -15,21 +15,22 @@ from convnext_report.config import TrainConfig
 from convnext_report.report import results, sources, tables
 
 
-def fake_run(tmp_path: Path, *, label="a", seed=0, val=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
+def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
              device="cpu", seconds=120.0, **config) -> SimpleNamespace:
     """A finished run as the runner returns it: 0-based epochs, accuracies as fractions."""
-    history = [{"epoch": i, "train_loss": 2.0 - i * 0.5, "train_acc": t, "val_loss": 1.5 - v, "val_acc": v,
-                "val_top5": min(1.0, v + 0.3), "lr": 1e-3, "seconds": seconds / len(val), "images_per_second": 500.0}
-               for i, (t, v) in enumerate(zip(train, val))]
+    history = [{"epoch": i, "train_loss": 2.0 - i * 0.5, "train_acc": t, "selection_loss": 1.5 - v,
+                "selection_acc": v, "selection_top5": min(1.0, v + 0.3), "lr": 1e-3,
+                "seconds": seconds / len(held_out), "images_per_second": 500.0}
+               for i, (t, v) in enumerate(zip(train, held_out))]
     extra = {"label": label, **config.pop("extra", {})}
     cfg = TrainConfig(seed=seed, extra=extra, **config)
     path = tmp_path / f"{label}-s{seed}"
     path.mkdir(parents=True, exist_ok=True)
-    best = max(range(len(val)), key=lambda i: val[i])
+    best = max(range(len(held_out)), key=lambda i: held_out[i])
     return SimpleNamespace(path=path, config=cfg, history=history,
                            record={"device": device, "device_name": "CPU (2 cores)" if device == "cpu" else "NVIDIA H100",
                                    "wall_time_seconds": seconds},
-                           best={"epoch": best, "val_acc": val[best]})
+                           best={"epoch": best, "selection_acc": held_out[best]})
 
 
 def test_roadmap_and_claims():
@@ -45,23 +46,23 @@ def test_roadmap_and_claims():
 def test_history_frame_converts_runner_history(tmp_path):
     frame = history.history_frame(fake_run(tmp_path))
     assert list(frame["epoch"]) == [1, 2, 3]  # 1-based for the book
-    assert frame["val_acc"].tolist() == pytest.approx([30.0, 50.0, 40.0])  # percent
+    assert frame["selection_acc"].tolist() == pytest.approx([30.0, 50.0, 40.0])  # percent
     with pytest.raises(ValueError, match="no finished epoch"):
         history.history_frame([])
-    with pytest.raises(ValueError, match="val_acc"):
-        history.history_frame([{"epoch": 0, "train_loss": 1, "train_acc": 0.1, "val_loss": 1}])
+    with pytest.raises(ValueError, match="selection_acc"):
+        history.history_frame([{"epoch": 0, "train_loss": 1, "train_acc": 0.1, "selection_loss": 1}])
 
 
 def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
     row = tables.run_summary(fake_run(tmp_path, seconds=600.0))  # selected on the reported split itself
-    assert row["top1"] == pytest.approx(50.0) == row["val_top1"]
+    assert row["top1"] == pytest.approx(50.0) == row["selection_top1"]
     assert row["selected_epoch"] == 2 and row["epochs_run"] == 3
     assert row["gap"] == pytest.approx(10.0)
     assert row["minutes"] == pytest.approx(10.0) and row["gpu_minutes"] == 0.0
     held_out = fake_run(tmp_path, label="h", selection="holdout")
     held_out.record.update(final_top1=0.45, peeked_top1=0.47)  # the test split, evaluated once at the held-out best
     row = tables.run_summary(held_out)
-    assert row["top1"] == pytest.approx(45.0) and row["val_top1"] == pytest.approx(50.0)
+    assert row["top1"] == pytest.approx(45.0) and row["selection_top1"] == pytest.approx(50.0)
     assert row["gap"] == pytest.approx(60.0 - 45.0) and row["peeked_top1"] == pytest.approx(47.0)
     assert "test top-1 (%)" in tables.show(tables.runs_frame([held_out]), ["label", "top1"]).columns
     gpu = tables.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
@@ -69,8 +70,8 @@ def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
 
 
 def test_summarise_mean_std_and_formatting(tmp_path):
-    runs = {"x": [fake_run(tmp_path, label="x", seed=s, val=(0.1, v)) for s, v in enumerate((0.40, 0.50))],
-            "y": [fake_run(tmp_path, label="y", val=(0.2, 0.3))]}
+    runs = {"x": [fake_run(tmp_path, label="x", seed=s, held_out=(0.1, v)) for s, v in enumerate((0.40, 0.50))],
+            "y": [fake_run(tmp_path, label="y", held_out=(0.2, 0.3))]}
     summary = tables.summarise(tables.runs_frame(runs))
     x = summary.set_index("label").loc["x"]
     assert x["mean"] == pytest.approx(45.0) and x["std"] == pytest.approx(math.sqrt(50.0)) and x["n"] == 2
@@ -96,7 +97,7 @@ def test_pivot_select_and_curves(tmp_path):
 
 
 def test_headline_rows_and_source_keys(tmp_path):
-    runs = [fake_run(tmp_path, seed=s, val=(0.1, v), model="convnextv2_base", optimizer="sgd",
+    runs = [fake_run(tmp_path, seed=s, held_out=(0.1, v), model="convnextv2_base", optimizer="sgd",
                      extra={"recipe": "source"}) for s, v in enumerate((0.30, 0.34))]
     row = results.headline("opt_x", runs, experiment="base sgd", chapter="06", source_key="001_test2_base_sgd")
     assert row["mean"] == pytest.approx(32.0) and row["n_seeds"] == 2
@@ -110,11 +111,11 @@ def test_headline_rows_and_source_keys(tmp_path):
 def _records(tmp_path: Path, configuration: str) -> list[dict]:
     env = {"device": "CPU (2 cores)", "device_type": "cpu", "python": "3.11", "torch": "2.x", "timm": "1.x",
            "git_commit": "abc", "git_dirty": True}
-    results = [{"key": "baseline_top1", "experiment": "Frozen", "chapter": "04_baseline", "metric": "val top-1 (%)",
+    results = [{"key": "baseline_top1", "experiment": "Frozen", "chapter": "04_baseline", "metric": "test top-1 (%)",
                 "mean": 61.234, "std": 0.5, "n_seeds": 3, "dataset": "cifar10", "resolution": "32 px",
                 "epochs": "12", "minutes": 3.0, "gpu_minutes": 0.0, "source_key": "000_baseline", "note": ""},
                {"key": "opt_source_cifar100_convnextv2_atto_sgd", "experiment": "Source recipe: atto / sgd",
-                "chapter": "06", "metric": "val top-1 (%)", "mean": 20.0, "std": None, "n_seeds": 1,
+                "chapter": "06", "metric": "test top-1 (%)", "mean": 20.0, "std": None, "n_seeds": 1,
                 "dataset": "tin", "resolution": "32", "epochs": "1", "source_key": None}]
     records = [{"chapter": "04_baseline", "title": "Baseline", "configuration": configuration, "environment": env,
                 "finished_at": "2026-01-02T03:04:05+00:00", "minutes": 1.25, "gpu_minutes": 0.0,

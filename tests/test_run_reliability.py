@@ -52,7 +52,7 @@ def test_holdout_selects_and_the_test_split_is_reported_once(tiny: TrainConfig) 
     assert run.history_df["test_acc"].isna().all()  # the test split was not looked at during training
     assert run.record["peeked_top1"] is None and run.eval.num_images == 32
     # the reported number is the test split evaluated with the selected (best held-out) epoch's weights
-    model, test = run.load_model("best"), run.val_data()
+    model, test = run.load_model("best"), run.test_data()
     spec = get_dataset_spec("cifar10")
     loader = DeviceLoader(test, 16, transform=make_eval_transform(spec.mean, spec.std, 32), shuffle=False,
                           drop_last=False, device="cpu")
@@ -94,7 +94,7 @@ def test_kill_between_the_two_checkpoint_writes_resumes_to_the_same_result(tiny:
     resumed = train(tiny.replace(resume=True))
     assert resumed.record["status"] == "finished" and resumed.record["sessions"] == 2
     assert resumed.eval.top1 == pytest.approx(reference.eval.top1)
-    np.testing.assert_allclose(resumed.history_df["val_loss"], reference.history_df["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(resumed.history_df["selection_loss"], reference.history_df["selection_loss"], rtol=1e-5)
 
 
 def test_a_failure_while_finishing_marks_the_run_failed(tiny: TrainConfig, monkeypatch) -> None:
@@ -168,7 +168,7 @@ def test_a_stored_normalisation_overrides_the_dataset_statistics(tiny: TrainConf
 def test_model_ema_is_evaluated_beside_the_raw_weights_and_resumes(tiny: TrainConfig, monkeypatch) -> None:
     ema = tiny.replace(model_ema=True, model_ema_decay=0.5, epochs=3)
     reference = train(ema.replace(run_name="reference"))
-    assert reference.history_df["ema_val_acc"].notna().all() and reference.record["ema_final_top1"] is not None
+    assert reference.history_df["ema_selection_acc"].notna().all() and reference.record["ema_final_top1"] is not None
     assert torch.load(reference.path / CHECKPOINT_LAST, weights_only=True)["model_ema"]
 
     def killed(row):
@@ -178,5 +178,5 @@ def test_model_ema_is_evaluated_beside_the_raw_weights_and_resumes(tiny: TrainCo
     with pytest.raises(_Killed):
         train(ema, on_epoch_end=killed)
     resumed = train(ema.replace(resume=True))
-    np.testing.assert_allclose(resumed.history_df["ema_val_acc"], reference.history_df["ema_val_acc"], atol=1e-6)
+    np.testing.assert_allclose(resumed.history_df["ema_selection_acc"], reference.history_df["ema_selection_acc"], atol=1e-6)
     assert resumed.record["ema_final_top1"] == pytest.approx(reference.record["ema_final_top1"])

@@ -35,18 +35,18 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     assert list(history.columns) == list(HISTORY_COLUMNS) and history["epoch"].tolist() == [0, 1]
     record = json.loads((run.path / "record.json").read_text())
     for key in ("device_name", "versions", "git", "seed", "wall_time_seconds", "start_time", "end_time",
-                "best_epoch", "best_val_top1", "best_val_top5", "num_train_images", "num_val_images", "stop_reason"):
+                "best_epoch", "best_selection_top1", "best_selection_top5", "num_train_images", "num_selection_images", "stop_reason"):
         assert key in record, key
     assert record["status"] == "finished" and record["stop_reason"] == "epochs"
     # selection="holdout" (the default): 2 of each class's 16 training images select the epoch
-    assert (record["num_train_images"], record["num_val_images"], record["num_test_images"]) == (56, 8, 32)
+    assert (record["num_train_images"], record["num_selection_images"], record["num_test_images"]) == (56, 8, 32)
     assert record["selection"] == "holdout"
     assert record["versions"]["torch"] and record["device_name"] and "commit" in record["git"]
     ev = json.loads((run.path / "eval.json").read_text())
     assert len(ev["per_class_accuracy"]) == 4 and ev["class_names"][:2] == ["airplane", "automobile"]
     # the epoch is selected on the held-out images; the test split is reported at that epoch
-    best = int(history["val_acc"].idxmax())
-    assert run.best["epoch"] == best and run.best["val_acc"] == pytest.approx(history["val_acc"].max())
+    best = int(history["selection_acc"].idxmax())
+    assert run.best["epoch"] == best and run.best["selection_acc"] == pytest.approx(history["selection_acc"].max())
     assert ev["top1"] == pytest.approx(history.loc[best, "test_acc"]) == pytest.approx(record["final_top1"])
     assert record["peeked_top1"] == pytest.approx(history["test_acc"].max())
     with np.load(run.path / "eval.npz") as z:  # compact: no stored confusion matrix (recomputed on load)
@@ -57,17 +57,17 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     again = load_run(run.path)
     assert again.config == run.config.replace(run_name="tiny") and len(again.history) == 2
     assert again.eval.top1 == pytest.approx(run.eval.top1)
-    assert again.history_df["val_acc"].tolist() == pytest.approx(history["val_acc"].tolist())
+    assert again.history_df["selection_acc"].tolist() == pytest.approx(history["selection_acc"].tolist())
     model = again.load_model()
-    val = again.val_data()
-    assert len(val.labels) == 32
+    test = again.test_data()
+    assert len(test.labels) == 32
     from convnext_report.data import DeviceLoader, get_dataset_spec, make_eval_transform
     from convnext_report.engine import evaluate
 
     spec = get_dataset_spec("cifar10")
-    loader = DeviceLoader(val, 16, transform=make_eval_transform(spec.mean, spec.std, 32), shuffle=False,
+    loader = DeviceLoader(test, 16, transform=make_eval_transform(spec.mean, spec.std, 32), shuffle=False,
                           drop_last=False, device="cpu")
-    result = evaluate(model, loader, device=torch.device("cpu"), class_names=val.class_names)
+    result = evaluate(model, loader, device=torch.device("cpu"), class_names=test.class_names)
     np.testing.assert_array_equal(result.predictions, again.eval.predictions)
 
 
@@ -98,18 +98,18 @@ def test_killed_run_resumes_to_the_same_result(tiny: TrainConfig) -> None:
     assert resumed.record["sessions"] == 2 and resumed.record["status"] == "finished"
     a, b = straight.history_df, resumed.history_df
     assert b["epoch"].tolist() == [0, 1]
-    for col in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+    for col in ("train_loss", "train_acc", "selection_loss", "selection_acc", "lr"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-5, err_msg=col)
     assert pd.read_csv(folder / "history.csv")["epoch"].tolist() == [0, 1]
 
 
 def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:
-    # lr 0: the weights never change, val accuracy cannot improve after the first epoch, patience 1 stops after
+    # lr 0: the weights never change, selection accuracy cannot improve after the first epoch, patience 1 stops after
     # the second epoch; selection="test" (the sources' protocol) selects on the reported split itself
     run = train(tiny.replace(epochs=6, early_stopping_patience=1, schedule="constant", lr=0.0, selection="test"))
     assert run.record["stop_reason"] == "early_stopping"
     assert len(run.history) == 2 and run.best["epoch"] == 0
-    assert run.eval.top1 == pytest.approx(run.history[0]["val_acc"])
+    assert run.eval.top1 == pytest.approx(run.history[0]["selection_acc"])
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny: TrainConfig, monkeypatch) -> None:

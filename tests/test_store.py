@@ -24,22 +24,22 @@ def _folders(book_folders):
     """Every test here works in temporary book folders."""
 
 
-def finished_run(folder: Path, config: TrainConfig, *, n_val: int = 40, classes: int = 4, epochs: int = 3) -> Path:
+def finished_run(folder: Path, config: TrainConfig, *, n_test: int = 40, classes: int = 4, epochs: int = 3) -> Path:
     """A run folder as ``training.train`` leaves it: small files, eval arrays and two checkpoints."""
     folder.mkdir(parents=True)
     save_config(config, folder / "config.yaml")
     rng = np.random.default_rng(0)
-    history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "train_acc": 0.3 + 0.01 * e, "val_loss": 2.1,
-                "val_acc": 0.25 + 0.01 * e, "val_top5": 0.6, "lr": 1e-3, "seconds": 12.5,
+    history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "train_acc": 0.3 + 0.01 * e, "selection_loss": 2.1,
+                "selection_acc": 0.25 + 0.01 * e, "selection_top5": 0.6, "lr": 1e-3, "seconds": 12.5,
                 "images_per_second": 4000.0} for e in range(epochs)]
     pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(folder / "history.csv", index=False)
     record = {"status": "finished", "stop_reason": "epochs", "device": "cuda:0", "device_name": "NVIDIA H100",
               "end_time": "2026-11-20T10:00:00+00:00", "wall_time_seconds": 37.5, "best_epoch": epochs - 1,
-              "best_val_top1": 0.27, "git": {"commit": "abc"}, "class_names": [f"c{i}" for i in range(classes)]}
+              "best_selection_top1": 0.27, "git": {"commit": "abc"}, "class_names": [f"c{i}" for i in range(classes)]}
     (folder / "record.json").write_text(json.dumps(record))
-    labels = rng.integers(0, classes, n_val)
-    top5 = np.stack([rng.permutation(classes)[:min(5, classes)] for _ in range(n_val)])
-    EvalResult(labels=labels, predictions=top5[:, 0], top5_predictions=top5, confidence=rng.random(n_val),
+    labels = rng.integers(0, classes, n_test)
+    top5 = np.stack([rng.permutation(classes)[:min(5, classes)] for _ in range(n_test)])
+    EvalResult(labels=labels, predictions=top5[:, 0], top5_predictions=top5, confidence=rng.random(n_test),
                loss=2.0, class_names=[f"c{i}" for i in range(classes)]).save(folder)
     (folder / "log.txt").write_text("epoch 1/3 ...\n" * epochs)
     (folder / "dyt_alpha.csv").write_text("epoch,layer,alpha\n0,stem.1,0.5\n")
@@ -143,7 +143,7 @@ def test_unfinished_runs_are_not_stored(tmp_path):
 def test_full_size_entry_stays_small(tmp_path):
     """10,000 evaluated images of 100 classes and 50 epochs (a full CIFAR-100 run) stay under the limit."""
     config = TrainConfig(dataset="cifar100", out_dir=str(tmp_path), run_name="r")
-    folder = finished_run(tmp_path / "r", config, n_val=10_000, classes=100, epochs=50)
+    folder = finished_run(tmp_path / "r", config, n_test=10_000, classes=100, epochs=50)
     entry = store.put(folder, key=keys.run_key(config), chapter="c", label="l", seed=0, smoke=False)
     assert entry.bytes < store.MAX_ENTRY_BYTES, entry.bytes
     with np.load(entry.path / "eval.npz") as z:

@@ -1,8 +1,8 @@
-"""Validation results: accuracies, per-class numbers, confusion matrix and sample picks.
+"""Evaluation results: accuracies, per-class numbers, confusion matrix and sample picks.
 
-Accuracies are fractions in [0, 1]. Row ``i`` of every array describes the validation image
-``indices[i]`` of the validation :class:`~convnext_report.data.ImageTensors` (the order the
-evaluation loader read them in), so figures can show the image next to its prediction.
+Accuracies are fractions in [0, 1]. Row ``i`` of every array describes image ``indices[i]`` of the
+evaluated :class:`~convnext_report.data.ImageTensors` (for a run's ``eval``, the test split; the
+order the evaluation loader read them in), so figures can show the image next to its prediction.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class EvalResult:
     confidence: np.ndarray  #: (N,) softmax probability of the top-1 prediction
     loss: float  #: mean cross-entropy (no label smoothing)
     class_names: list[str]
-    indices: np.ndarray = field(default=None)  # type: ignore[assignment]  #: (N,) row in the val ImageTensors
+    indices: np.ndarray = field(default=None)  # type: ignore[assignment]  #: (N,) row in the evaluated ImageTensors
     split_rows: np.ndarray | None = None  #: (N,) row in the full split (``ImageTensors.rows``) when a subset
 
     def __post_init__(self) -> None:
@@ -151,7 +151,7 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _rows(result: EvalResult, positions: np.ndarray) -> pd.DataFrame:
-    """One row per picked position: val index, label and prediction (ids and names)."""
+    """One row per picked position: image index, label and prediction (ids and names)."""
     positions = np.asarray(positions, dtype=np.int64)
     names = np.asarray(result.class_names, dtype=object)
     labels, preds = result.labels[positions], result.predictions[positions]
@@ -171,7 +171,7 @@ def _rows(result: EvalResult, positions: np.ndarray) -> pd.DataFrame:
 def pick_samples(result: EvalResult, n_correct: int = 8, n_wrong: int = 8, seed: int = 0) -> pd.DataFrame:
     """Random correct then random wrong predictions (fewer if there are not enough).
 
-    Columns: ``index`` (row of the val ImageTensors), ``label``, ``label_name``,
+    Columns: ``index`` (row of the evaluated ImageTensors, e.g. ``run.test_data()``), ``label``, ``label_name``,
     ``prediction``, ``prediction_name``, ``correct``, ``confidence``.
     """
     rng = np.random.default_rng(seed)
@@ -187,7 +187,7 @@ def pick_samples(result: EvalResult, n_correct: int = 8, n_wrong: int = 8, seed:
 def first_classes(result: EvalResult, k: int = 16, seed: int | None = None) -> pd.DataFrame:
     """One sample of each of the classes 0..k-1 with its prediction (same columns as :func:`pick_samples`).
 
-    ``seed=None`` takes each class's first image in validation order, else a random one.
+    ``seed=None`` takes each class's first image in evaluation order, else a random one.
     """
     rng = np.random.default_rng(seed)
     positions = []

@@ -3,7 +3,7 @@
 Functions return a :class:`matplotlib.figure.Figure` that is already detached from
 pyplot, so a notebook cell that ends with ``figures.plot_x(...)`` shows it exactly once.
 Training figures take a ``Run`` or the frames of :func:`convnext_report.history.history_frame`
-(``epoch, train_loss, train_acc, val_loss, val_acc``; epochs from 1, accuracies in percent).
+(``epoch, train_loss, train_acc, selection_loss, selection_acc``; epochs from 1, accuracies in percent).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = [
 #: one colour per role, reused by every plot
 COLORS = {
     "train": "#4C72B0",
-    "val": "#DD8452",
+    "selection": "#DD8452",
     "correct": "#2a9d4b",
     "wrong": "#c8372d",
     "reference": "#7f7f7f",
@@ -84,18 +84,21 @@ def _as_frame(history) -> pd.DataFrame:
 
 
 def plot_history(history, *, title: str | None = None, best_epoch: int | None = None) -> Figure:
-    """Train/val accuracy (left) and loss (right) per epoch, as the source's Figs. 3 and 6.
+    """Train and selection-split accuracy (left) and loss (right) per epoch, as the source's Figs. 3 and 6.
 
-    ``history``: a ``Run`` (its best epoch is marked) or a frame from ``history.history_frame``.
+    ``history``: a ``Run`` (its best epoch is marked) or a frame from ``history.history_frame``. The
+    selection split is "held-out (selection)", or "test (selection)" for a run that selects on the test split.
     """
     if best_epoch is None and hasattr(history, "best"):
         best_epoch = int(history.best["epoch"]) + 1  # the runner counts epochs from 0
+    on_test = getattr(getattr(history, "config", None), "selection", "holdout") == "test"
+    names = {"train": "train", "selection": "test (selection)" if on_test else "held-out (selection)"}
     frame = _as_frame(history)
     fig, axes = subplots(1, 2, size=(10.5, 3.8))
     for ax, metric, label in ((axes[0, 0], "acc", "accuracy (%)"), (axes[0, 1], "loss", "loss")):
-        for split in ("train", "val"):
+        for split, name in names.items():
             ax.plot(frame["epoch"], frame[f"{split}_{metric}"], marker="o", ms=4,
-                    color=COLORS[split], label=split)
+                    color=COLORS[split], label=name)
         if best_epoch is not None:
             ax.axvline(best_epoch, color=COLORS["reference"], ls="--", lw=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
@@ -110,7 +113,7 @@ def plot_history(history, *, title: str | None = None, best_epoch: int | None = 
     return fig
 
 
-def plot_curves(frame: pd.DataFrame, *, metric: str = "val_acc", hue: str = "label",
+def plot_curves(frame: pd.DataFrame, *, metric: str = "selection_acc", hue: str = "label",
                 title: str | None = None, ylabel: str | None = None) -> Figure:
     """One curve per ``hue`` value: the seed mean with a band of ± one standard deviation.
 
@@ -136,7 +139,7 @@ def plot_curves(frame: pd.DataFrame, *, metric: str = "val_acc", hue: str = "lab
 
 def plot_metric_bars(frame: pd.DataFrame, *, x: str, value: str = "mean", err: str | None = "std",
                      hue: str | None = None, reference: Mapping[str, float] | None = None,
-                     ylabel: str = "val top-1 (%)", title: str | None = None) -> Figure:
+                     ylabel: str = "test top-1 (%)", title: str | None = None) -> Figure:
     """Bars of ``value`` (± ``err``) per ``x`` (and ``hue``); optional labelled reference lines."""
     fig, axes = subplots(size=(8.0, 4.0))
     ax = axes[0, 0]
@@ -187,7 +190,7 @@ def plot_samples(result: EvalResult, images, *, n_correct: int = 8, n_wrong: int
     """Random correct (top rows) and wrong (bottom rows) predictions, as the source's Figs. 4 and 7.
 
     ``result``: an :class:`~convnext_report.evaluation.EvalResult` (``run.eval``); ``images``: the
-    uint8 ``(N, 3, H, W)`` images it indexes (``run.val_data().images``). The picks are
+    uint8 ``(N, 3, H, W)`` images it indexes (``run.test_data().images``). The picks are
     :func:`convnext_report.evaluation.pick_samples`.
     """
     picks = pick_samples(result, n_correct=n_correct, n_wrong=n_wrong, seed=seed)

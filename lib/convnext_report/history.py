@@ -1,7 +1,7 @@
 """A run's per-epoch history: the columns the loop writes and the frame the book shows.
 
-``val_*`` is the split that selects the epoch: a held-out part of the training split
-(``selection="holdout"``, the default) or the reported split itself (``selection="test"``, the
+``selection_*`` is the split that selects the epoch: a held-out part of the training split
+(``selection="holdout"``, the default) or the test split itself (``selection="test"``, the
 sources' protocol). ``test_*`` is the reported split, filled every epoch only when it is the
 selection split or ``test_every_epoch`` is set (else NaN): it shows what selecting on the
 reported split would have reported, and is never used to select. ``grad_norm`` is the mean
@@ -22,12 +22,12 @@ __all__ = ["HISTORY_COLUMNS", "HISTORY_REQUIRED", "history_frame"]
 
 #: one row per epoch, in this order, in ``history.csv``
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_loss", "test_acc", "ema_val_acc",
-    "lr", "grad_norm", "grad_norm_max", "seconds", "images_per_second",
+    "epoch", "train_loss", "train_acc", "selection_loss", "selection_acc", "selection_top5", "test_loss", "test_acc",
+    "ema_selection_acc", "lr", "grad_norm", "grad_norm_max", "seconds", "images_per_second",
 )
 #: the columns every figure and table needs
-HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-_PERCENT = ("train_acc", "val_acc", "test_acc", "ema_val_acc")
+HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "selection_loss", "selection_acc")
+_PERCENT = ("train_acc", "selection_acc", "test_acc", "ema_selection_acc")
 
 
 def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:

@@ -40,8 +40,8 @@ class Parts:
 
     model: nn.Module
     train_loader: Any
-    val_loader: Any  #: the selection split: held-out training images, or the test split (selection="test")
-    test_loader: Any  #: the reported split (the dataset's "val" split); the same object as val_loader under "test"
+    selection_loader: Any  #: the selection split: held-out training images, or the test split (selection="test")
+    test_loader: Any  #: the reported split (the dataset's test split); the same object as selection_loader under "test"
     optimizer: torch.optim.Optimizer
     scheduler: Any
     criterion: nn.Module
@@ -50,7 +50,7 @@ class Parts:
     channels_last: bool  #: inputs and weights in channels_last (CUDA only)
     class_names: list[str]
     num_train_images: int
-    num_val_images: int
+    num_selection_images: int
     num_test_images: int
     test_rows: torch.Tensor | None  #: rows of the full test split (None: all of it)
     data_seconds: float
@@ -122,7 +122,7 @@ def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
     seed_everything(c.seed)
     t0 = time.perf_counter()
     train_data, test_data = load_data(c, "train"), load_data(c, "test")
-    val_data = load_data(c, "holdout") if c.selection == "holdout" else test_data
+    selection_data = load_data(c, "holdout") if c.selection == "holdout" else test_data
     data_seconds = time.perf_counter() - t0
     # channels_last helps CUDA convolutions; on CPU it is 10-20% slower, so it is CUDA-only
     channels_last = c.channels_last and device.type == "cuda"
@@ -131,8 +131,8 @@ def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     seed_everything(c.seed + info.rank)
-    train_loader, val_loader, test_loader, fast_path = _loaders(c, info, model, train_data, val_data, test_data,
-                                                                channels_last)
+    train_loader, selection_loader, test_loader, fast_path = _loaders(c, info, model, train_data, selection_data,
+                                                                      test_data, channels_last)
     steps = len(train_loader)
     if steps == 0:
         raise ValueError(f"{len(train_data.labels)} training images give no full batch of {c.batch_size}: "
@@ -140,18 +140,19 @@ def build_parts(config: TrainConfig, info: DistInfo) -> Parts:
     optimizer = build_optimizer(model, c)
     mixup = build_mixup(c, len(class_names))
     return Parts(
-        model=model, train_loader=train_loader, val_loader=val_loader, test_loader=test_loader, optimizer=optimizer,
+        model=model, train_loader=train_loader, selection_loader=selection_loader, test_loader=test_loader,
+        optimizer=optimizer,
         scheduler=build_scheduler(optimizer, c, steps), criterion=build_criterion(c, mixup=mixup is not None),
         mixup=mixup, fast_path=fast_path, channels_last=channels_last, class_names=class_names,
-        num_train_images=len(train_data), num_val_images=len(val_data), num_test_images=len(test_data),
+        num_train_images=len(train_data), num_selection_images=len(selection_data), num_test_images=len(test_data),
         test_rows=test_data.rows, data_seconds=data_seconds,
         data_from_cache=bool(train_data.from_cache and test_data.from_cache),
     )
 
 
 def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: ImageTensors,
-             val_data: ImageTensors, test_data: ImageTensors, channels_last: bool) -> tuple[Any, Any, Any, bool]:
-    """(train, val, test loaders, fast path taken): cached features for a frozen backbone when they fit."""
+             selection_data: ImageTensors, test_data: ImageTensors, channels_last: bool) -> tuple[Any, Any, Any, bool]:
+    """(train, selection, test loaders, fast path taken): cached features for a frozen backbone when they fit."""
     c, device = config, info.device
     mean, std = normalization(c)
     eval_tf = make_eval_transform(mean, std, c.image_size)
@@ -160,16 +161,16 @@ def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: 
         return DeviceLoader(data, c.batch_size, transform=eval_tf, shuffle=False, drop_last=False, device=device)
 
     test = eval_loader(test_data)
-    val = test if val_data is test_data else eval_loader(val_data)
+    selection = test if selection_data is test_data else eval_loader(selection_data)
     if fast_path_allowed(c):
-        evals = [val] if val is test else [val, test]
+        evals = [selection] if selection is test else [selection, test]
         cached = cached_feature_loaders(model, train_data, evals, transform=eval_tf, batch_size=c.batch_size,
                                         device=device, amp=c.amp, channels_last=channels_last, seed=c.seed,
                                         rank=info.rank, world_size=info.world_size,
                                         max_steps=c.max_steps_per_epoch)
         if cached is not None:
-            train, (val_features, *rest) = cached
-            return train, val_features, rest[0] if rest else val_features, True
+            train, (selection_features, *rest) = cached
+            return train, selection_features, rest[0] if rest else selection_features, True
         _log.info("frozen backbone: features too large to cache, training through the backbone")
     train_tf = make_train_transform((mean, std), c.image_size, crop_padding=c.crop_padding, hflip=c.hflip,
                                     randaugment=c.randaugment)
@@ -178,7 +179,7 @@ def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: 
     train = DeviceLoader(train_data, c.batch_size, transform=train_tf, shuffle=True, drop_last=drop_last,
                          device=device, seed=c.seed, rank=info.rank, world_size=info.world_size,
                          max_steps=c.max_steps_per_epoch)
-    return train, val, test, False
+    return train, selection, test, False
 
 
 def wrap_model(model: nn.Module, *, fast_path: bool, info: DistInfo, compile: bool | None) -> tuple[nn.Module, nn.Module]:

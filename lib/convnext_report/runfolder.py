@@ -7,7 +7,7 @@
     history.csv          one row per epoch (``history.HISTORY_COLUMNS``)
     record.json          environment, data sizes, timing, best epoch, status and stop reason
     checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch
-    checkpoint_best.pt   the same, at the epoch of best validation top-1
+    checkpoint_best.pt   the same, at the epoch of best selection top-1 (held-out images, or the test split)
     eval.json, eval.npz  the reported (test) split, evaluated once with the selected weights
     dyt_alpha.csv        every DyT alpha after each epoch (epoch 0: initial), for DyT models
     .lock                while a process owns the folder (``flock``), so two processes never
@@ -66,7 +66,8 @@ _log = logging.getLogger("convnext_report.run")
 @dataclass
 class Run:
     """A run folder in memory. ``history`` is a list of per-epoch dicts (``history_df`` as a DataFrame);
-    accuracies are fractions in [0, 1]; ``best`` holds epoch, val_acc, val_top5 and val_loss of the best epoch.
+    accuracies are fractions in [0, 1]; ``best`` holds epoch, selection_acc, selection_top5 and selection_loss of
+    the best epoch.
     Epochs are 0-based indices in every file and field (as in facebookresearch/ConvNeXt); log lines say
     ``epoch k/E`` counting from 1."""
 
@@ -104,8 +105,8 @@ class Run:
         model.load_state_dict(ckpt["model"])
         return model.to(device).eval()
 
-    def val_data(self) -> ImageTensors:
-        """The images of the reported split, the one ``eval`` describes (row i = ``eval.indices`` i)."""
+    def test_data(self) -> ImageTensors:
+        """The images of the test (reported) split, the one ``eval`` describes (row i = ``eval.indices`` i)."""
         return load_data(self.config, "test")
 
 
@@ -288,5 +289,5 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def best_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    return {"epoch": record.get("best_epoch"), "val_acc": record.get("best_val_top1"),
-            "val_top5": record.get("best_val_top5"), "val_loss": record.get("best_val_loss")}
+    return {"epoch": record.get("best_epoch"), "selection_acc": record.get("best_selection_top1"),
+            "selection_top5": record.get("best_selection_top5"), "selection_loss": record.get("best_selection_loss")}

@@ -1,7 +1,7 @@
 """Which epoch a run keeps: the per-epoch history, the best epoch on the selection split, patience.
 
-The best epoch is the one with the highest top-1 on the selection split (``val``); ties keep the
-earlier epoch. Early stopping ends a run ``patience`` epochs after its last improvement.
+The best epoch is the one with the highest top-1 on the selection split (held-out training images,
+or the test split with ``selection="test"``); ties keep the earlier epoch. Early stopping ends a run ``patience`` epochs after its last improvement.
 """
 
 from __future__ import annotations
@@ -20,17 +20,18 @@ class Selection:
     """The history so far and the best epoch (epochs are 0-based; -1: none yet)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "val_acc": -1.0, "val_top5": None,
-                                                          "val_loss": None})
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "selection_acc": -1.0,
+                                                          "selection_top5": None, "selection_loss": None})
     since_best: int = 0
     best_test: EvalResult | None = None  #: the test split at the best epoch, when it was evaluated then
 
-    def add(self, row: dict[str, float], val: EvalResult, test: EvalResult | None) -> bool:
-        """Append an epoch's row; True when it is the new best epoch."""
+    def add(self, row: dict[str, float], selected: EvalResult, test: EvalResult | None) -> bool:
+        """Append an epoch's row (``selected``: its selection split); True when it is the new best epoch."""
         self.history.append(row)
-        improved = val.top1 > self.best["val_acc"]
+        improved = selected.top1 > self.best["selection_acc"]
         if improved:
-            self.best = {"epoch": int(row["epoch"]), "val_acc": val.top1, "val_top5": val.top5, "val_loss": val.loss}
+            self.best = {"epoch": int(row["epoch"]), "selection_acc": selected.top1,
+                         "selection_top5": selected.top5, "selection_loss": selected.loss}
             self.best_test = test
         self.since_best = 0 if improved else self.since_best + 1
         return improved

@@ -1,8 +1,8 @@
 """``train(config) -> Run``: the epoch loop of a run, with model selection, resume and failure handling.
 
-Each epoch trains on the training images, evaluates the selection split (``val``: a held-out part
-of the training split, or the test split itself with ``selection="test"``) and keeps the weights
-of the best epoch; the reported (test) split is evaluated once at the end with those weights.
+Each epoch trains on the training images, evaluates the selection split (a held-out part of the
+training split, or the test split itself with ``selection="test"``) and keeps the weights of the
+best epoch; the reported (test) split is evaluated once at the end with those weights.
 The parts come from :mod:`convnext_report.parts`, the files from :mod:`convnext_report.runfolder`;
 one epoch of training and one evaluation pass are :mod:`convnext_report.engine`'s.
 """
@@ -100,18 +100,20 @@ class _Session:
             self.folder.write_alphas(0, dyt_alphas(p.model))
         self.record = _new_record(c, p, info, self.folder, self.start_time, self.sessions)
         self.record.update(cuda_settings=cuda_settings, compiled=describe(self.train_model))
-        _log.info("run folder %s | %s on %s: %d train / %d %s / %d test images, %d classes, %d steps/epoch | "
+        images = (f"{p.num_train_images} train / {p.num_selection_images} held-out / {p.num_test_images} test images"
+                  if c.selection == "holdout" else
+                  f"{p.num_train_images} train / {p.num_test_images} test images (the test split selects the epoch)")
+        _log.info("run folder %s | %s on %s: %s, %d classes, %d steps/epoch | "
                   "%s (%s) x%d | %.2fM params (%.2fM trainable) | data %.1fs (%s)%s",
-                  self.folder.path, c.model, c.dataset, p.num_train_images, p.num_val_images,
-                  "held-out" if c.selection == "holdout" else "val", p.num_test_images, p.num_classes,
+                  self.folder.path, c.model, c.dataset, images, p.num_classes,
                   len(p.train_loader), self.record["device_name"], info.device, info.world_size,
                   self.record["params_total"] / 1e6, self.record["params_trainable"] / 1e6, p.data_seconds,
                   "from cache" if p.data_from_cache else "decoded",
                   " | frozen backbone: features cached once" if p.fast_path else "")
         if start:
             best = self.selection.best
-            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, val_acc %.4f)", start + 1, c.epochs,
-                      best["epoch"] + 1, c.epochs, best["val_acc"])
+            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, selection top-1 %.4f)", start + 1, c.epochs,
+                      best["epoch"] + 1, c.epochs, best["selection_acc"])
         self.start_epoch = start
 
     def loop(self) -> Run:
@@ -123,7 +125,7 @@ class _Session:
                 self._epoch(epoch)
                 if self.selection.should_stop(c.early_stopping_patience):
                     stop_reason = "early_stopping"
-                    _log.info("early stopping: no val_acc improvement for %d epochs (best epoch %d/%d)",
+                    _log.info("early stopping: no selection top-1 improvement for %d epochs (best epoch %d/%d)",
                               c.early_stopping_patience, self.selection.best["epoch"] + 1, c.epochs)
                     break
             return self._finish(stop_reason)
@@ -151,25 +153,27 @@ class _Session:
             time_first_step=first, after_step=(lambda: self.ema.update(p.model)) if self.ema else None)
         if first:  # the first step of a session compiles (on CUDA): its time is kept apart from images/s
             self.record.update(first_step_seconds=stats.get("first_step_seconds"), compiled=describe(self.train_model))
-        val = self._evaluate(p.val_loader)
-        test = val if p.test_loader is p.val_loader else self._evaluate(p.test_loader) if c.test_every_epoch else None
-        ema_val = self._evaluate(p.val_loader, self._ema_model()) if self.ema else None
-        row = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val.loss,
-               "val_acc": val.top1, "val_top5": val.top5, "test_loss": test.loss if test else math.nan,
-               "test_acc": test.top1 if test else math.nan, "ema_val_acc": ema_val.top1 if ema_val else math.nan,
+        selected = self._evaluate(p.selection_loader)
+        test = selected if p.test_loader is p.selection_loader else (
+            self._evaluate(p.test_loader) if c.test_every_epoch else None)
+        ema_selected = self._evaluate(p.selection_loader, self._ema_model()) if self.ema else None
+        row = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
+               "selection_loss": selected.loss, "selection_acc": selected.top1, "selection_top5": selected.top5,
+               "test_loss": test.loss if test else math.nan, "test_acc": test.top1 if test else math.nan,
+               "ema_selection_acc": ema_selected.top1 if ema_selected else math.nan,
                "lr": stats["lr"], "grad_norm": _nan_if_none(stats.get("grad_norm")),
                "grad_norm_max": _nan_if_none(stats.get("grad_norm_max")), "seconds": time.perf_counter() - t_epoch,
                "images_per_second": stats["images_per_second"]}
-        improved = self.selection.add(row, val, test)
+        improved = self.selection.add(row, selected, test)
         state = checkpoint(p, self.selection, self.ema, epoch=epoch, config=c, device=self.info.device,
                            elapsed=self.elapsed_before + time.perf_counter() - self.t0, sessions=self.sessions)
         self.folder.save_epoch(state, self.selection.history, improved)
         self.folder.write_alphas(epoch + 1, dyt_alphas(p.model))
         self._write_record()
-        _log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f top5 %.4f | lr %.2e | "
-                  "%.1fs, %.0f img/s%s", epoch + 1, c.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
-                  row["val_acc"], row["val_top5"], row["lr"], row["seconds"], row["images_per_second"],
-                  "  *best*" if improved else "")
+        _log.info("epoch %d/%d  train loss %.4f acc %.4f | selection loss %.4f acc %.4f top5 %.4f | lr %.2e | "
+                  "%.1fs, %.0f img/s%s", epoch + 1, c.epochs, row["train_loss"], row["train_acc"],
+                  row["selection_loss"], row["selection_acc"], row["selection_top5"], row["lr"], row["seconds"],
+                  row["images_per_second"], "  *best*" if improved else "")
         if self.on_epoch_end is not None:
             self.on_epoch_end(dict(row))
 
@@ -222,8 +226,8 @@ class _Session:
         wall = self.elapsed_before + time.perf_counter() - self.t0
         best = self.selection.best
         self.record.update(wall_time_seconds=wall, best_epoch=best["epoch"],
-                           best_val_top1=best["val_acc"] if best["epoch"] >= 0 else None,
-                           best_val_top5=best["val_top5"], best_val_loss=best["val_loss"],
+                           best_selection_top1=best["selection_acc"] if best["epoch"] >= 0 else None,
+                           best_selection_top5=best["selection_top5"], best_selection_loss=best["selection_loss"],
                            epochs_run=len(self.selection.history))
         if end:
             self.record["end_time"] = now_iso()
@@ -243,7 +247,7 @@ def _new_record(config: TrainConfig, parts: Parts, info: DistInfo, folder: RunFo
         "start_time": start_time, "end_time": None, "wall_time_seconds": None, "sessions": sessions,
         "seed": c.seed, "dataset": c.dataset, "model": c.model, "selection": c.selection,
         "num_classes": p.num_classes, "class_names": p.class_names, "num_train_images": p.num_train_images,
-        "num_val_images": p.num_val_images, "num_test_images": p.num_test_images,
+        "num_selection_images": p.num_selection_images, "num_test_images": p.num_test_images,
         "steps_per_epoch": len(p.train_loader), "batch_size": c.batch_size,
         "params_total": sum(x.numel() for x in p.model.parameters()),
         "params_trainable": sum(x.numel() for x in p.model.parameters() if x.requires_grad),

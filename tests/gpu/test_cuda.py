@@ -103,12 +103,12 @@ def test_compiled_training_matches_eager_and_evaluation_does_not_recompile() -> 
     assert accel.is_compiled(compiled) and compiled.step_verified, accel.describe(compiled)
     assert sc["first_step_seconds"] > se["first_step_seconds"]  # the compile is in the first step only
     assert sc["loss"] == pytest.approx(se["loss"], rel=0.05) and sc["images_per_second"] > 0
-    val = _loader(n=150, batch=64)  # a partial last batch of 22: padded to 64
-    first = evaluate(compiled, val, device=CUDA, num_classes=10, channels_last=True)
+    batches = _loader(n=150, batch=64)  # a partial last batch of 22: padded to 64
+    first = evaluate(compiled, batches, device=CUDA, num_classes=10, channels_last=True)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        second = evaluate(compiled, val, device=CUDA, num_classes=10, channels_last=True)
+        second = evaluate(compiled, batches, device=CUDA, num_classes=10, channels_last=True)
     assert first.num_images == second.num_images == 150 and (first.predictions == second.predictions).all()
-    reference = evaluate(model, val, device=CUDA, num_classes=10, channels_last=True)  # eager, not padded
+    reference = evaluate(model, batches, device=CUDA, num_classes=10, channels_last=True)  # eager, not padded
     assert (reference.predictions == first.predictions).mean() > 0.9  # bf16: near-ties may flip
 
 
@@ -202,4 +202,4 @@ def test_a_short_training_run_on_cifar100(cifar_root, tmp_path) -> None:
                         train_per_class=50))
     assert run.record["status"] == "finished" and "cuda" in run.record["device"]
     assert len(run.history) == 2 and all(row["train_loss"] == row["train_loss"] for row in run.history)
-    assert run.history[-1]["images_per_second"] > 0 and 0.0 <= run.best["val_acc"] <= 1.0
+    assert run.history[-1]["images_per_second"] > 0 and 0.0 <= run.best["selection_acc"] <= 1.0

@@ -42,7 +42,7 @@ def _meta(run: Any, name: str, smoke: bool) -> dict[str, Any]:
     return {
         "name": name, "model": cfg.model, "stem_stride": cfg.stem_stride, "image_size": cfg.image_size,
         "norm": cfg.norm, "dataset": cfg.dataset, "mean": mean, "std": std,
-        "epochs_run": run_summary(run)["epochs_run"], "val_top1": run_summary(run)["top1"],
+        "epochs_run": run_summary(run)["epochs_run"], "test_top1": run_summary(run)["top1"],
         "configuration": "smoke" if smoke else "full", "store_key": key, "identity": f"run:{key}",
         "run": Path(run.path).name, "created_at": now_iso(),
     }

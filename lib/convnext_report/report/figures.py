@@ -149,7 +149,7 @@ def plot_grn(before: np.ndarray, after: np.ndarray) -> Figure:
     order = np.argsort(before)[::-1]
     fig, axes = subplots(1, 2, size=(10.5, 3.8))
     ch = np.arange(len(before))
-    axes[0, 0].bar(ch, after[order], color=COLORS["val"], label="after GRN (γ = 1)")
+    axes[0, 0].bar(ch, after[order], color=COLORS["selection"], label="after GRN (γ = 1)")
     axes[0, 0].bar(ch, before[order], color=COLORS["train"], label="input")
     axes[0, 0].set_xlabel("channel (sorted by input response)")
     axes[0, 0].set_ylabel("‖X_c‖₂ over H×W")

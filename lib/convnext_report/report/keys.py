@@ -22,7 +22,7 @@ __all__ = ["IDENTITY_TAG", "RUNTIME_KEYS", "STORE_VERSION", "WEIGHT_SUFFIXES", "
            "pretrained_identity", "run_key", "safe_label"]
 
 #: Bump when a code change changes what runs compute: every run then gets a new key and is trained again.
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 #: config keys that do not change what a run computes (left out of the key): the ones a resumed run
 #: takes from the caller (device, folders, progress, compile, ...) and the free-form tags in ``extra``

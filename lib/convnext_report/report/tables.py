@@ -39,7 +39,7 @@ def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
     """One row for a finished run (accuracies in %).
 
     ``top1``/``top5`` are the reported (test) split at the selected epoch, the number every table and
-    headline uses; ``val_top1`` is the selection split there (held-out training images, or the test
+    headline uses; ``selection_top1`` is the selection split there (held-out training images, or the test
     split itself under ``selection="test"``); ``peeked_top1`` is the best test top-1 over all epochs
     (what selecting on the test split would report; NaN unless it was evaluated every epoch);
     ``gap`` is training minus test accuracy at the selected epoch.
@@ -48,8 +48,8 @@ def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
     config = field_of(run, "config")
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
     record = field_of(run, "record", default={}) or {}
-    best = frame.loc[int(frame["val_acc"].idxmax())]
-    top1 = _percent(record.get("final_top1"), fallback=float(best["val_acc"]))
+    best = frame.loc[int(frame["selection_acc"].idxmax())]
+    top1 = _percent(record.get("final_top1"), fallback=float(best["selection_acc"]))
     seconds = record.get("wall_time_seconds")
     if seconds is None and "seconds" in frame.columns:
         seconds = float(frame["seconds"].sum())
@@ -63,7 +63,7 @@ def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
         "selection": cfg.get("selection", "test"),
         "top1": top1, "top5": _percent(record.get("final_top5")),
         "selected_epoch": int(best["epoch"]), "epochs_run": int(frame["epoch"].max()),
-        "val_top1": float(best["val_acc"]), "train_top1": float(best["train_acc"]),
+        "selection_top1": float(best["selection_acc"]), "train_top1": float(best["train_acc"]),
         "gap": float(best["train_acc"]) - top1, "peeked_top1": _percent(record.get("peeked_top1")),
         "ema_top1": _percent(record.get("ema_final_top1")),
         "minutes": minutes, "gpu_minutes": minutes if on_gpu else 0.0,
@@ -90,7 +90,7 @@ def _percent(fraction: float | None, fallback: float = math.nan) -> float:
 #: readable headers for :func:`run_summary`'s columns (:func:`show`)
 HEADERS = {
     "label": "run", "seed": "seed", "top1": "test top-1 (%)", "top5": "test top-5 (%)",
-    "val_top1": "selection top-1 (%)", "train_top1": "train top-1 (%)", "gap": "train − test (points)",
+    "selection_top1": "selection top-1 (%)", "train_top1": "train top-1 (%)", "gap": "train − test (points)",
     "peeked_top1": "best test top-1 over epochs (%)", "ema_top1": "EMA test top-1 (%)",
     "selected_epoch": "selected epoch", "epochs_run": "epochs run", "minutes": "minutes",
     "gpu_minutes": "GPU minutes", "device": "device", "trained": "trained on", "mean": "mean", "std": "std",
@@ -152,14 +152,14 @@ def peeking(frame: pd.DataFrame, by: str | Sequence[str] = "label") -> pd.DataFr
     """What selecting the epoch on the split one reports would show, next to the honest number (seed means).
 
     ``top1`` is the test split at the epoch the held-out images chose; ``peeked_top1`` the best test
-    top-1 over all epochs (the runs must have evaluated the test split every epoch); ``val_top1`` the
-    best held-out top-1 itself, which is what a report of "the best epoch on our validation images"
+    top-1 over all epochs (the runs must have evaluated the test split every epoch); ``selection_top1``
+    the best held-out top-1 itself, which is what a report of "the best epoch on our held-out images"
     (source 001's protocol) states.
     """
     grouped = frame.groupby([by] if isinstance(by, str) else list(by), sort=False)
     out = pd.DataFrame({"test top-1, epoch chosen on held-out images (%)": grouped["top1"].mean(),
                         "best test top-1 over the epochs (%)": grouped["peeked_top1"].mean(),
-                        "best held-out top-1 over the epochs (%)": grouped["val_top1"].mean()})
+                        "best held-out top-1 over the epochs (%)": grouped["selection_top1"].mean()})
     out["what peeking adds (points)"] = out.iloc[:, 1] - out.iloc[:, 0]
     out["seeds"] = grouped["top1"].count()
     return out.round(2).reset_index()
