@@ -123,7 +123,7 @@ def test_export_and_find_backbone(tmp_path):
     class Run:
         path = run_dir
         config = TrainConfig(model="convnext_tiny", stem_stride=2)
-        history = [{"epoch": 0, "train_loss": 1.0, "train_acc": 0.4, "selection_loss": 1.0, "selection_acc": 0.3}]
+        history = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.4, "selection_loss": 1.0, "selection_acc": 0.3}]
         record = {"device": "cpu", "wall_time_seconds": 6.0}
 
     path = backbones.export_backbone(Run(), "bb", smoke=True)

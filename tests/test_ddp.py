@@ -29,7 +29,7 @@ def test_two_process_gloo_run(tmp_path: Path, data_root: Path) -> None:
     record = json.loads((folder / "record.json").read_text())
     assert record["world_size"] == 2 and record["status"] == "finished"
     history = pd.read_csv(folder / "history.csv")
-    assert history["epoch"].tolist() == [0, 1]
+    assert history["epoch"].tolist() == [1, 2]
     # 48 images / 2 processes / batch 8 = 3 steps per process; throughput counts both processes
     assert record["steps_per_epoch"] == 3
     assert (folder / "checkpoint_best.pt").is_file() and (folder / "eval.npz").is_file()

@@ -61,12 +61,12 @@ def test_plot_history_two_panels_and_best_marker():
 def test_plot_history_accepts_a_run():
     class Run:  # what runner.train returns, reduced to what the figure reads
         history = [{"epoch": i, "train_loss": 1.0, "train_acc": 0.5, "selection_loss": 1.0, "selection_acc": a}
-                   for i, a in enumerate((0.2, 0.4, 0.3))]
-        best = {"epoch": 1}
+                   for i, a in enumerate((0.2, 0.4, 0.3), start=1)]
+        best = {"epoch": 2}
         config = SimpleNamespace(selection="test")
 
     fig = figures.plot_history(Run())
-    assert fig.axes[0].lines[-1].get_xdata()[0] == 2  # best epoch shown 1-based
+    assert fig.axes[0].lines[-1].get_xdata()[0] == 2  # the best epoch, as the run numbers it
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()][:2] == ["train", "test (selection)"]
 
 

@@ -17,8 +17,8 @@ from convnext_report.report import results, sources, tables
 
 def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
              device="cpu", seconds=120.0, **config) -> SimpleNamespace:
-    """A finished run as the runner returns it: 0-based epochs, accuracies as fractions."""
-    history = [{"epoch": i, "train_loss": 2.0 - i * 0.5, "train_acc": t, "selection_loss": 1.5 - v,
+    """A finished run as the runner returns it: epochs from 1, accuracies as fractions."""
+    history = [{"epoch": i + 1, "train_loss": 2.0 - i * 0.5, "train_acc": t, "selection_loss": 1.5 - v,
                 "selection_acc": v, "selection_top5": min(1.0, v + 0.3), "lr": 1e-3,
                 "seconds": seconds / len(held_out), "images_per_second": 500.0}
                for i, (t, v) in enumerate(zip(train, held_out))]
@@ -30,7 +30,7 @@ def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), 
     return SimpleNamespace(path=path, config=cfg, history=history,
                            record={"device": device, "device_name": "CPU (2 cores)" if device == "cpu" else "NVIDIA H100",
                                    "wall_time_seconds": seconds},
-                           best={"epoch": best, "selection_acc": held_out[best]})
+                           best={"epoch": best + 1, "selection_acc": held_out[best]})
 
 
 def test_roadmap_and_claims():
@@ -45,12 +45,12 @@ def test_roadmap_and_claims():
 
 def test_history_frame_converts_runner_history(tmp_path):
     frame = history.history_frame(fake_run(tmp_path))
-    assert list(frame["epoch"]) == [1, 2, 3]  # 1-based for the book
+    assert list(frame["epoch"]) == [1, 2, 3]  # as the run wrote them: the first epoch is 1
     assert frame["selection_acc"].tolist() == pytest.approx([30.0, 50.0, 40.0])  # percent
     with pytest.raises(ValueError, match="no finished epoch"):
         history.history_frame([])
     with pytest.raises(ValueError, match="selection_acc"):
-        history.history_frame([{"epoch": 0, "train_loss": 1, "train_acc": 0.1, "selection_loss": 1}])
+        history.history_frame([{"epoch": 1, "train_loss": 1, "train_acc": 0.1, "selection_loss": 1}])
 
 
 def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):

@@ -138,7 +138,8 @@ def test_sigterm_marks_the_run_failed_and_it_resumes(tiny: TrainConfig) -> None:
 def test_dyt_alphas_are_logged_every_epoch_and_logs_can_stay_quiet(tiny: TrainConfig, capsys) -> None:
     run = train(tiny.replace(norm="dyt"))
     alphas = pd.read_csv(run.path / "dyt_alpha.csv")
-    assert sorted(alphas["epoch"].unique()) == [0, 1, 2]
+    assert sorted(alphas["epoch"].unique()) == [0, 1, 2]  # 0: the initial values, k: after epoch k
+    assert run.history_df["epoch"].tolist() == [1, 2]
     assert (alphas[alphas["epoch"] == 0]["alpha"] == 0.5).all() and alphas["layer"].nunique() > 10
     assert capsys.readouterr().out == ""  # verbose=False
     assert "epoch 2/2" in (run.path / "log.txt").read_text()
@@ -172,11 +173,12 @@ def test_model_ema_is_evaluated_beside_the_raw_weights_and_resumes(tiny: TrainCo
     assert torch.load(reference.path / CHECKPOINT_LAST, weights_only=True)["model_ema"]
 
     def killed(row):
-        if row["epoch"] == 1:
+        if row["epoch"] == 2:
             raise _Killed("killed after epoch 2")
 
     with pytest.raises(_Killed):
         train(ema, on_epoch_end=killed)
+    assert torch.load(Path(ema.out_dir) / "tiny" / CHECKPOINT_LAST, weights_only=True)["epoch"] == 2
     resumed = train(ema.replace(resume=True))
     np.testing.assert_allclose(resumed.history_df["ema_selection_acc"], reference.history_df["ema_selection_acc"], atol=1e-6)
     assert resumed.record["ema_final_top1"] == pytest.approx(reference.record["ema_final_top1"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     assert names == {"config.yaml", "log.txt", "history.csv", "record.json", "checkpoint_last.pt",
                      "checkpoint_best.pt", "eval.json", "eval.npz"}
     history = pd.read_csv(run.path / "history.csv")
-    assert list(history.columns) == list(HISTORY_COLUMNS) and history["epoch"].tolist() == [0, 1]
+    assert list(history.columns) == list(HISTORY_COLUMNS) and history["epoch"].tolist() == [1, 2]  # from 1
     record = json.loads((run.path / "record.json").read_text())
     for key in ("device_name", "versions", "git", "seed", "wall_time_seconds", "start_time", "end_time",
                 "best_epoch", "best_selection_top1", "best_selection_top5", "num_train_images", "num_selection_images", "stop_reason"):
@@ -46,7 +47,10 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     assert len(ev["per_class_accuracy"]) == 4 and ev["class_names"][:2] == ["airplane", "automobile"]
     # the epoch is selected on the held-out images; the test split is reported at that epoch
     best = int(history["selection_acc"].idxmax())
-    assert run.best["epoch"] == best and run.best["selection_acc"] == pytest.approx(history["selection_acc"].max())
+    assert run.best["epoch"] == record["best_epoch"] == history.loc[best, "epoch"] == best + 1
+    assert run.best["selection_acc"] == pytest.approx(history["selection_acc"].max()) == record["best_selection_top1"]
+    assert torch.load(run.path / "checkpoint_best.pt", weights_only=True)["epoch"] == best + 1
+    assert torch.load(run.path / "checkpoint_last.pt", weights_only=True)["epoch"] == 2  # the last finished epoch
     assert ev["top1"] == pytest.approx(history.loc[best, "test_acc"]) == pytest.approx(record["final_top1"])
     assert record["peeked_top1"] == pytest.approx(history["test_acc"].max())
     with np.load(run.path / "eval.npz") as z:  # compact: no stored confusion matrix (recomputed on load)
@@ -86,21 +90,25 @@ def test_killed_run_resumes_to_the_same_result(tiny: TrainConfig) -> None:
     straight = train(tiny.replace(run_name="straight"))
 
     def kill_after_first_epoch(row: dict) -> None:
-        if row["epoch"] == 0:
+        if row["epoch"] == 1:
             raise _Killed("simulated kill")
 
     with pytest.raises(_Killed):
         train(tiny.replace(run_name="killed"), on_epoch_end=kill_after_first_epoch)
     folder = straight.path.parent / "killed"
-    assert json.loads((folder / "record.json").read_text())["status"] == "failed"
-    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 0
+    killed = json.loads((folder / "record.json").read_text())
+    assert killed["status"] == "failed" and killed["best_epoch"] == 1 and killed["epochs_run"] == 1
+    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 1  # the epoch it finished
     resumed = train(tiny.replace(run_name="killed", resume=True))
     assert resumed.record["sessions"] == 2 and resumed.record["status"] == "finished"
+    assert "resuming at epoch 2/2" in (folder / "log.txt").read_text()
     a, b = straight.history_df, resumed.history_df
-    assert b["epoch"].tolist() == [0, 1]
+    assert b["epoch"].tolist() == [1, 2]
     for col in ("train_loss", "train_acc", "selection_loss", "selection_acc", "lr"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-5, err_msg=col)
-    assert pd.read_csv(folder / "history.csv")["epoch"].tolist() == [0, 1]
+    assert resumed.best == straight.best and resumed.record["best_epoch"] == straight.record["best_epoch"]
+    assert pd.read_csv(folder / "history.csv")["epoch"].tolist() == [1, 2]
+    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 2
 
 
 def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:
@@ -108,7 +116,7 @@ def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:
     # the second epoch; selection="test" (the sources' protocol) selects on the reported split itself
     run = train(tiny.replace(epochs=6, early_stopping_patience=1, schedule="constant", lr=0.0, selection="test"))
     assert run.record["stop_reason"] == "early_stopping"
-    assert len(run.history) == 2 and run.best["epoch"] == 0
+    assert len(run.history) == 2 and run.best["epoch"] == 1 and run.record["best_epoch"] == 1
     assert run.eval.top1 == pytest.approx(run.history[0]["selection_acc"])
 
 
@@ -126,12 +134,21 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny: TrainConfig,
         return criterion
 
     monkeypatch.setattr(parts, "build_criterion", nan_in_second_epoch)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1 \(0-based\), step 1/2.*grad_clip.*checkpoint_last.pt \(epoch 0"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"epoch 2, step 1/2.*grad_clip.*checkpoint_last.pt \(epoch 1, the last good epoch\)"):
         train(tiny)
     folder = Path(tiny.out_dir) / "tiny"
-    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 0
+    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 1
     record = json.loads((folder / "record.json").read_text())
     assert record["status"] == "failed" and record["stop_reason"] == "non_finite_loss"
+
+
+def test_a_run_stopped_in_its_first_epoch_records_no_best_epoch(tiny: TrainConfig, monkeypatch) -> None:
+    monkeypatch.setattr(parts, "build_criterion", lambda config, *, mixup: lambda logits, target: logits.sum() * math.nan)
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step 1/2.*no epoch had finished"):
+        train(tiny)
+    record = json.loads((Path(tiny.out_dir) / "tiny" / "record.json").read_text())
+    assert record["best_epoch"] is None and record["best_selection_top1"] is None and record["epochs_run"] == 0
 
 
 def test_huge_learning_rate_is_caught(tiny: TrainConfig) -> None:

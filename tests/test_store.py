@@ -29,12 +29,12 @@ def finished_run(folder: Path, config: TrainConfig, *, n_test: int = 40, classes
     folder.mkdir(parents=True)
     save_config(config, folder / "config.yaml")
     rng = np.random.default_rng(0)
-    history = [{"epoch": e, "train_loss": 2.0 - 0.1 * e, "train_acc": 0.3 + 0.01 * e, "selection_loss": 2.1,
+    history = [{"epoch": e + 1, "train_loss": 2.0 - 0.1 * e, "train_acc": 0.3 + 0.01 * e, "selection_loss": 2.1,
                 "selection_acc": 0.25 + 0.01 * e, "selection_top5": 0.6, "lr": 1e-3, "seconds": 12.5,
                 "images_per_second": 4000.0} for e in range(epochs)]
     pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(folder / "history.csv", index=False)
     record = {"status": "finished", "stop_reason": "epochs", "device": "cuda:0", "device_name": "NVIDIA H100",
-              "end_time": "2026-11-20T10:00:00+00:00", "wall_time_seconds": 37.5, "best_epoch": epochs - 1,
+              "end_time": "2026-11-20T10:00:00+00:00", "wall_time_seconds": 37.5, "best_epoch": epochs,
               "best_selection_top1": 0.27, "git": {"commit": "abc"}, "class_names": [f"c{i}" for i in range(classes)]}
     (folder / "record.json").write_text(json.dumps(record))
     labels = rng.integers(0, classes, n_test)

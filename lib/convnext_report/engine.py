@@ -73,7 +73,7 @@ def _check_losses(losses: list[torch.Tensor], first_step: int, steps: int, epoch
             bad = len(values) - 1
     if bad is not None:
         raise NonFiniteLossError(
-            f"training loss is {values[bad]} at epoch {epoch} (0-based), step {first_step + bad + 1}/{steps} "
+            f"training loss is {values[bad]} at epoch {epoch + 1}, step {first_step + bad + 1}/{steps} "
             f"(lr {lr:.3g}): lower the learning rate or set grad_clip (e.g. grad_clip=1.0)"
         )
     losses.clear()
@@ -119,7 +119,7 @@ def train_one_epoch(
 ) -> dict[str, float | None]:
     """Train ``model`` for one pass over ``loader``.
 
-    ``epoch`` is the 0-based epoch index;
+    ``epoch`` is the 0-based position of the epoch (messages and the progress bar show ``epoch + 1``);
     ``scheduler.step_update(epoch * len(loader) + step + 1)`` runs after every optimiser step.
     Returns ``loss`` (mean), ``acc`` (top-1 against the un-mixed labels), ``seconds``,
     ``images_per_second`` (all processes), ``lr`` (the head lr of the last step) and ``grad_norm`` /

@@ -90,7 +90,7 @@ def plot_history(history, *, title: str | None = None, best_epoch: int | None = 
     selection split is "held-out (selection)", or "test (selection)" for a run that selects on the test split.
     """
     if best_epoch is None and hasattr(history, "best"):
-        best_epoch = int(history.best["epoch"]) + 1  # the runner counts epochs from 0
+        best_epoch = history.best.get("epoch")  # None before the first epoch finished
     on_test = getattr(getattr(history, "config", None), "selection", "holdout") == "test"
     names = {"train": "train", "selection": "test (selection)" if on_test else "held-out (selection)"}
     frame = _as_frame(history)

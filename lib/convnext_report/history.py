@@ -7,8 +7,8 @@ selection split or ``test_every_epoch`` is set (else NaN): it shows what selecti
 reported split would have reported, and is never used to select. ``grad_norm`` is the mean
 global gradient norm of the epoch's steps (NaN when not measured).
 
-The loop writes 0-based epochs and accuracies as fractions in [0, 1] (as
-facebookresearch/ConvNeXt does); tables and figures count epochs from 1 and show percent.
+Epochs count from 1 (the first epoch is 1) and accuracies are fractions in [0, 1], as the loop
+writes them; tables and figures show percent.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _PERCENT = ("train_acc", "selection_acc", "test_acc", "ema_selection_acc")
 
 
 def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:
-    """A run's history (a ``Run``, its ``history`` list or a frame) with epochs from 1 and accuracies in %."""
+    """A run's history (a ``Run``, its ``history`` list or a frame) with accuracies in %."""
     if hasattr(history, "history"):
         history = history.history
     frame = history.copy() if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
@@ -40,7 +40,6 @@ def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> 
     missing = [c for c in HISTORY_REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"history lacks columns {missing}; columns: {list(frame.columns)}")
-    frame["epoch"] = frame["epoch"] + 1
     for col in _PERCENT:
         if col in frame.columns:
             frame[col] = 100.0 * frame[col]

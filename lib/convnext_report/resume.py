@@ -25,7 +25,7 @@ __all__ = ["checkpoint", "restore", "rng_state", "set_rng_state"]
 
 def checkpoint(parts: Parts, selection: Selection, ema: Any | None, *, epoch: int, config: TrainConfig,
                device: torch.device, elapsed: float, sessions: int) -> dict[str, Any]:
-    """Everything a resumed run needs after epoch ``epoch`` (0-based)."""
+    """Everything a resumed run needs after epoch ``epoch`` (1-based: the number of the last finished epoch)."""
     return {
         "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict(), "epoch": epoch, **selection.state_dict(),
@@ -36,7 +36,7 @@ def checkpoint(parts: Parts, selection: Selection, ema: Any | None, *, epoch: in
 
 def restore(ckpt: dict[str, Any], parts: Parts, selection: Selection, ema: nn.Module | None, *,
             config: TrainConfig, info: DistInfo) -> tuple[int, float, int]:
-    """Load ``ckpt`` into the parts, selection and EMA: (epoch to continue at, seconds spent, sessions)."""
+    """Load ``ckpt`` into the parts, selection and EMA: (epoch to continue at, 1-based; seconds spent; sessions)."""
     parts.model.load_state_dict(ckpt["model"])
     parts.optimizer.load_state_dict(ckpt["optimizer"])
     set_implementation(parts.optimizer, info.device)  # fused/foreach for this device, not the saved one
@@ -47,7 +47,7 @@ def restore(ckpt: dict[str, Any], parts: Parts, selection: Selection, ema: nn.Mo
     if info.is_main:
         set_rng_state(ckpt["rng"], info.device)
     else:
-        seed_everything(config.seed + info.rank + 7919 * (ckpt["epoch"] + 1))
+        seed_everything(config.seed + info.rank + 7919 * ckpt["epoch"])
     return int(ckpt["epoch"]) + 1, float(ckpt["elapsed"]), int(ckpt["sessions"]) + 1
 
 

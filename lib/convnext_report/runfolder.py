@@ -4,12 +4,13 @@
 
     config.yaml          the resolved TrainConfig
     log.txt              the log lines also printed to stdout
-    history.csv          one row per epoch (``history.HISTORY_COLUMNS``)
-    record.json          environment, data sizes, timing, best epoch, status and stop reason
-    checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch
+    history.csv          one row per epoch (``history.HISTORY_COLUMNS``), epochs from 1
+    record.json          environment, data sizes, timing, best epoch (None until one finished), status and
+                         stop reason
+    checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch (``epoch``: its number)
     checkpoint_best.pt   the same, at the epoch of best selection top-1 (held-out images, or the test split)
     eval.json, eval.npz  the reported (test) split, evaluated once with the selected weights
-    dyt_alpha.csv        every DyT alpha after each epoch (epoch 0: initial), for DyT models
+    dyt_alpha.csv        every DyT alpha, for DyT models: epoch 0 the initial values, epoch k after epoch k
     .lock                while a process owns the folder (``flock``), so two processes never
                          write one folder
 
@@ -68,8 +69,8 @@ class Run:
     """A run folder in memory. ``history`` is a list of per-epoch dicts (``history_df`` as a DataFrame);
     accuracies are fractions in [0, 1]; ``best`` holds epoch, selection_acc, selection_top5 and selection_loss of
     the best epoch.
-    Epochs are 0-based indices in every file and field (as in facebookresearch/ConvNeXt); log lines say
-    ``epoch k/E`` counting from 1."""
+    Epochs count from 1 in every file, field and log line (``epoch k/E``); ``dyt_alpha.csv`` adds epoch 0,
+    the initial values."""
 
     path: Path
     config: TrainConfig

@@ -17,10 +17,10 @@ __all__ = ["Selection"]
 
 @dataclass
 class Selection:
-    """The history so far and the best epoch (epochs are 0-based; -1: none yet)."""
+    """The history so far and the best epoch (epochs are 1-based; ``None`` and no numbers: none yet)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"epoch": -1, "selection_acc": -1.0,
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": None, "selection_acc": None,
                                                           "selection_top5": None, "selection_loss": None})
     since_best: int = 0
     best_test: EvalResult | None = None  #: the test split at the best epoch, when it was evaluated then
@@ -28,7 +28,7 @@ class Selection:
     def add(self, row: dict[str, float], selected: EvalResult, test: EvalResult | None) -> bool:
         """Append an epoch's row (``selected``: its selection split); True when it is the new best epoch."""
         self.history.append(row)
-        improved = selected.top1 > self.best["selection_acc"]
+        improved = self.best["epoch"] is None or selected.top1 > self.best["selection_acc"]
         if improved:
             self.best = {"epoch": int(row["epoch"]), "selection_acc": selected.top1,
                          "selection_top5": selected.top5, "selection_loss": selected.loss}

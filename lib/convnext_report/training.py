@@ -90,7 +90,7 @@ class _Session:
         cuda_settings = configure_cuda(info.device)
         self.parts = p = build_parts(c, info)
         self.ema = ModelEmaV3(p.model, decay=c.model_ema_decay) if c.model_ema else None
-        start = 0
+        start = 1
         if self.ckpt is not None:
             start, self.elapsed_before, self.sessions = restore(self.ckpt, p, self.selection, self.ema, config=c,
                                                                 info=info)
@@ -110,10 +110,10 @@ class _Session:
                   self.record["params_total"] / 1e6, self.record["params_trainable"] / 1e6, p.data_seconds,
                   "from cache" if p.data_from_cache else "decoded",
                   " | frozen backbone: features cached once" if p.fast_path else "")
-        if start:
+        if self.ckpt is not None:
             best = self.selection.best
-            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, selection top-1 %.4f)", start + 1, c.epochs,
-                      best["epoch"] + 1, c.epochs, best["selection_acc"])
+            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, selection top-1 %.4f)", start, c.epochs,
+                      best["epoch"], c.epochs, best["selection_acc"])
         self.start_epoch = start
 
     def loop(self) -> Run:
@@ -121,17 +121,17 @@ class _Session:
         self._write_record()
         stop_reason = "epochs"
         try:
-            for epoch in range(self.start_epoch, c.epochs):
+            for epoch in range(self.start_epoch, c.epochs + 1):
                 self._epoch(epoch)
                 if self.selection.should_stop(c.early_stopping_patience):
                     stop_reason = "early_stopping"
                     _log.info("early stopping: no selection top-1 improvement for %d epochs (best epoch %d/%d)",
-                              c.early_stopping_patience, self.selection.best["epoch"] + 1, c.epochs)
+                              c.early_stopping_patience, self.selection.best["epoch"], c.epochs)
                     break
             return self._finish(stop_reason)
         except NonFiniteLossError as err:
             last = self.selection.history[-1]["epoch"] if self.selection.history else None
-            kept = (f"{self.folder.path / CHECKPOINT_LAST} (epoch {last} (0-based), the last good epoch) was kept"
+            kept = (f"{self.folder.path / CHECKPOINT_LAST} (epoch {last}, the last good epoch) was kept"
                     if last is not None else "no epoch had finished, so there is no checkpoint")
             self._fail("non_finite_loss", f"{err}; {kept}")
             raise NonFiniteLossError(f"{err}. The run stopped; {kept}.") from None
@@ -142,13 +142,14 @@ class _Session:
             raise
 
     def _epoch(self, epoch: int) -> None:
-        """Train one epoch, evaluate, keep the best weights, write the epoch's files."""
+        """Train epoch ``epoch`` (1-based), evaluate, keep the best weights, write the epoch's files."""
         c, p = self.config, self.parts
-        p.train_loader.set_epoch(epoch)
+        index = epoch - 1  # the 0-based position that seeds the epoch's order and places the schedule
+        p.train_loader.set_epoch(index)
         t_epoch, first = time.perf_counter(), epoch == self.start_epoch
         stats = train_one_epoch(
             self.train_model, p.train_loader, p.optimizer, p.scheduler, criterion=p.criterion,
-            device=self.info.device, amp=c.amp, mixup_fn=p.mixup, grad_clip=c.grad_clip, epoch=epoch,
+            device=self.info.device, amp=c.amp, mixup_fn=p.mixup, grad_clip=c.grad_clip, epoch=index,
             progress=c.progress and self.info.is_main, channels_last=p.channels_last and not p.fast_path,
             time_first_step=first, after_step=(lambda: self.ema.update(p.model)) if self.ema else None)
         if first:  # the first step of a session compiles (on CUDA): its time is kept apart from images/s
@@ -168,10 +169,10 @@ class _Session:
         state = checkpoint(p, self.selection, self.ema, epoch=epoch, config=c, device=self.info.device,
                            elapsed=self.elapsed_before + time.perf_counter() - self.t0, sessions=self.sessions)
         self.folder.save_epoch(state, self.selection.history, improved)
-        self.folder.write_alphas(epoch + 1, dyt_alphas(p.model))
+        self.folder.write_alphas(epoch, dyt_alphas(p.model))
         self._write_record()
         _log.info("epoch %d/%d  train loss %.4f acc %.4f | selection loss %.4f acc %.4f top5 %.4f | lr %.2e | "
-                  "%.1fs, %.0f img/s%s", epoch + 1, c.epochs, row["train_loss"], row["train_acc"],
+                  "%.1fs, %.0f img/s%s", epoch, c.epochs, row["train_loss"], row["train_acc"],
                   row["selection_loss"], row["selection_acc"], row["selection_top5"], row["lr"], row["seconds"],
                   row["images_per_second"], "  *best*" if improved else "")
         if self.on_epoch_end is not None:
@@ -202,7 +203,7 @@ class _Session:
         rows = self.parts.test_rows
         result.split_rows = rows.numpy() if rows is not None else None
         _log.info("best epoch %d/%d (by %s): test top1 %.4f top5 %.4f (evaluated once, with its weights)",
-                  sel.best["epoch"] + 1, self.config.epochs, self.config.selection, result.top1, result.top5)
+                  sel.best["epoch"], self.config.epochs, self.config.selection, result.top1, result.top5)
         self.record.update(status="finished", stop_reason=stop_reason, final_top1=result.top1,
                            final_top5=result.top5, final_loss=result.loss,
                            peeked_top1=sel.peeked_top1(),
@@ -225,8 +226,7 @@ class _Session:
     def _write_record(self, end: bool = False) -> None:
         wall = self.elapsed_before + time.perf_counter() - self.t0
         best = self.selection.best
-        self.record.update(wall_time_seconds=wall, best_epoch=best["epoch"],
-                           best_selection_top1=best["selection_acc"] if best["epoch"] >= 0 else None,
+        self.record.update(wall_time_seconds=wall, best_epoch=best["epoch"], best_selection_top1=best["selection_acc"],
                            best_selection_top5=best["selection_top5"], best_selection_loss=best["selection_loss"],
                            epochs_run=len(self.selection.history))
         if end:

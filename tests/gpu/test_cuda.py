@@ -160,13 +160,13 @@ def test_resume_on_cuda_keeps_the_fused_optimiser(cifar_root, tmp_path) -> None:
     config = _config(cifar_root, tmp_path, run_name="resume", compile=False)
 
     def kill_after_first_epoch(row: dict) -> None:
-        if row["epoch"] == 0:
+        if row["epoch"] == 1:
             raise _Killed("simulated kill")
 
     with pytest.raises(_Killed):
         train(config, on_epoch_end=kill_after_first_epoch)
     ckpt = torch.load(tmp_path / "resume" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
-    assert ckpt["epoch"] == 0 and all(g["fused"] is True for g in ckpt["optimizer"]["param_groups"])
+    assert ckpt["epoch"] == 1 and all(g["fused"] is True for g in ckpt["optimizer"]["param_groups"])
     run = train(config.replace(resume=True))
     assert len(run.history) == 2 and run.record["sessions"] == 2 and run.record["status"] == "finished"
     assert all(row["train_loss"] == row["train_loss"] for row in run.history)  # finite after the resume

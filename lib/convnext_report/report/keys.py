@@ -21,7 +21,8 @@ from ..runfolder import RUNTIME_KEYS as RESUME_RUNTIME_KEYS
 __all__ = ["IDENTITY_TAG", "RUNTIME_KEYS", "STORE_VERSION", "WEIGHT_SUFFIXES", "entry_name", "key_fields",
            "pretrained_identity", "run_key", "safe_label"]
 
-#: Bump when a code change changes what runs compute: every run then gets a new key and is trained again.
+#: Bump when a code change changes what runs compute: every run then gets a new key and is trained again
+#: (2: history.csv and record.json name the selection split selection_* and count epochs from 1).
 STORE_VERSION = 2
 
 #: config keys that do not change what a run computes (left out of the key): the ones a resumed run
