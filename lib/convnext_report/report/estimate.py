@@ -143,11 +143,11 @@ def run_cost(config: Any, *, benchmarks: list[dict[str, Any]] | None = None, pac
     steps = n_train // config.batch_size if mixing else math.ceil(n_train / config.batch_size)
     steps = min(steps, config.max_steps_per_epoch or steps)
     separate = config.selection == "holdout"
-    n_val = n_select + (n_test if separate and config.test_every_epoch else 0)  # evaluated every epoch
+    n_evaluated = n_select + (n_test if separate and config.test_every_epoch else 0)  # evaluated every epoch
     n_final = n_test if separate and not config.test_every_epoch else 0  # the reported split, once
-    eval_steps = math.ceil(n_val / config.batch_size)
+    eval_steps = math.ceil(n_evaluated / config.batch_size)
     seen = min(n_train, steps * config.batch_size)
-    images = config.epochs * (seen + n_val) + n_final
+    images = config.epochs * (seen + n_evaluated) + n_final
     fwd = forward_gflops(config.model, config.image_size, config.stem_stride, classes, config.head,
                          config.head_num_heads) * 1e9
     rate = ASSUMED_TFLOPS * 1e12
@@ -159,7 +159,7 @@ def run_cost(config: Any, *, benchmarks: list[dict[str, Any]] | None = None, pac
         return RunCost(images + n_all, RUN_OVERHEAD_S + seconds, "flops")
     measured = _measured(config, benchmarks or [], packed)
     if measured:
-        seconds = config.epochs * seen / measured + (config.epochs * n_val + n_final) / (measured * EVAL_SPEEDUP)
+        seconds = config.epochs * seen / measured + (config.epochs * n_evaluated + n_final) / (measured * EVAL_SPEEDUP)
         return RunCost(images, RUN_OVERHEAD_S + seconds, "benchmark")
     factor = FROZEN_FLOP_FACTOR if config.freeze_backbone else TRAIN_FLOP_FACTOR
     train_step = max(factor * fwd * config.batch_size / rate, floor)
