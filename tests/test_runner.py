@@ -36,7 +36,8 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     assert list(history.columns) == list(HISTORY_COLUMNS) and history["epoch"].tolist() == [1, 2]  # from 1
     record = json.loads((run.path / "record.json").read_text())
     for key in ("device_name", "versions", "git", "seed", "wall_time_seconds", "start_time", "end_time",
-                "best_epoch", "best_selection_top1", "best_selection_top5", "num_train_images", "num_selection_images", "stop_reason"):
+                "best_epoch", "best_selection_top1", "best_selection_top5", "num_train_images", "num_selection_images",
+                "stop_reason"):
         assert key in record, key
     assert record["status"] == "finished" and record["stop_reason"] == "epochs"
     # selection="holdout" (the default): 2 of each class's 16 training images select the epoch
@@ -144,7 +145,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny: TrainConfig,
 
 
 def test_a_run_stopped_in_its_first_epoch_records_no_best_epoch(tiny: TrainConfig, monkeypatch) -> None:
-    monkeypatch.setattr(parts, "build_criterion", lambda config, *, mixup: lambda logits, target: logits.sum() * math.nan)
+    def nan_loss(config, *, mixup):
+        return lambda logits, target: logits.sum() * math.nan
+
+    monkeypatch.setattr(parts, "build_criterion", nan_loss)
     with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step 1/2.*no epoch had finished"):
         train(tiny)
     record = json.loads((Path(tiny.out_dir) / "tiny" / "record.json").read_text())

@@ -33,8 +33,9 @@ from .validation import (
 )
 
 __all__ = [
-    "CROSS_RULES", "DEPRECATED_KEYS", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES", "TrainConfig",
-    "allowed_values", "config_problems", "field_names", "from_dict", "load_config", "parse_overrides", "save_config",
+    "CROSS_RULES", "DEPRECATED_KEYS", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES",
+    "TrainConfig", "allowed_values", "config_problems", "field_names", "from_dict", "load_config", "parse_overrides",
+    "save_config",
 ]
 
 

@@ -1,7 +1,8 @@
 """Which epoch a run keeps: the per-epoch history, the best epoch on the selection split, patience.
 
 The best epoch is the one with the highest top-1 on the selection split (held-out training images,
-or the test split with ``selection="test"``); ties keep the earlier epoch. Early stopping ends a run ``patience`` epochs after its last improvement.
+or the test split with ``selection="test"``); ties keep the earlier epoch. Early stopping ends a
+run ``patience`` epochs after its last improvement.
 """
 
 from __future__ import annotations
