@@ -49,3 +49,18 @@ def test_parse_randaugment(text, expected):
 def test_parse_randaugment_rejects(text):
     with pytest.raises(ValueError):
         parse_randaugment(text)
+
+
+def test_split_sizes_per_class_match_the_real_data(data_root) -> None:
+    """``DatasetSpec.per_class`` is the one place that knows split sizes: it matches the local parquet copies."""
+    import pyarrow.parquet as pq
+
+    from convnext_report.data.registry import DATASETS
+
+    for spec in DATASETS.values():
+        folder = data_root / spec.local_subdir
+        if not folder.is_dir():
+            continue
+        for split, per_class in spec.per_class.items():
+            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob(f"{spec.split_name(split)}-*.parquet"))
+            assert rows == per_class * spec.num_classes, (spec.name, split, rows)

@@ -28,6 +28,7 @@ class DatasetSpec:
     label_column: str  #: column with the ``ClassLabel``
     splits: Mapping[str, str]  #: "train"/"test" -> split name in the files and on the hub
     num_classes: int
+    per_class: Mapping[str, int]  #: images per class of each split ("train", "test"), complete copies
     native_size: int  #: side of the decoded images; sources of another size are resized to it
     mean: tuple[float, float, float]  #: per-channel mean of images in [0, 1]
     std: tuple[float, float, float]
@@ -50,6 +51,7 @@ _SPECS = (
         label_column="label",
         splits=MappingProxyType({"train": "train", "test": "valid"}),
         num_classes=200,
+        per_class=MappingProxyType({"train": 500, "test": 50}),
         native_size=32,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
@@ -70,6 +72,7 @@ _SPECS = (
         label_column="label",
         splits=MappingProxyType({"train": "train", "test": "valid"}),
         num_classes=200,
+        per_class=MappingProxyType({"train": 500, "test": 50}),
         native_size=64,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
@@ -87,6 +90,7 @@ _SPECS = (
         label_column="label",
         splits=MappingProxyType({"train": "train", "test": "test"}),
         num_classes=10,
+        per_class=MappingProxyType({"train": 5000, "test": 1000}),
         native_size=32,
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
@@ -103,6 +107,7 @@ _SPECS = (
         label_column="fine_label",
         splits=MappingProxyType({"train": "train", "test": "test"}),
         num_classes=100,
+        per_class=MappingProxyType({"train": 500, "test": 100}),
         native_size=32,
         mean=(0.5071, 0.4865, 0.4409),
         std=(0.2673, 0.2564, 0.2762),
