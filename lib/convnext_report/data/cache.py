@@ -80,11 +80,15 @@ def tensor_sha256(tensor: torch.Tensor) -> str:
 
 def save_entry(tensor: torch.Tensor, path: Path, *, format: int, **info: Any) -> None:
     """Write ``tensor`` to ``path`` and then its record (layout ``format``, sha256, shape, dtype and
-    ``info``), both atomically."""
-    torch_save_atomic(tensor, path)
+    ``info``), both atomically; interrupted (Ctrl-C, an exception), it leaves neither."""
     record = {"format": format, "sha256": tensor_sha256(tensor), "shape": list(tensor.shape),
               "dtype": str(tensor.dtype), **info}
-    write_json_atomic(record_path(path), record)
+    torch_save_atomic(tensor, path)
+    try:
+        write_json_atomic(record_path(path), record)
+    except BaseException:
+        path.unlink(missing_ok=True)  # a tensor without its record would be reported as damaged
+        raise
 
 
 def load_entry(path: Path, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, dict] | None:
