@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,3 +141,18 @@ def test_cache_write_is_atomic(tmp_path, monkeypatch):
         atomic.torch_save_atomic(torch.zeros(3), target)
     assert list(tmp_path.iterdir()) == []
 
+
+def test_remove_orphans_only_takes_dead_writers_files_of_this_host(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = atomic._HOST
+    names = {
+        f".entry.pt.{int(dead.stdout)}@{host}.abc123.tmp": False,  # its writer is gone: removed
+        f".entry.pt.{os.getpid()}@{host}.abc123.tmp": True,  # a live writer (this process)
+        f".entry.pt.{int(dead.stdout)}@other-{host}.abc123.tmp": True,  # written on another host
+        ".entry.pt.abc123.tmp": True,  # no writer in its name (older versions): nobody can tell
+    }
+    for name in names:
+        (tmp_path / "sub" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "sub" / name).write_bytes(b"x")
+    assert atomic.remove_orphans(tmp_path) == [tmp_path / "sub" / next(iter(names))]
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == sorted(n for n, kept in names.items() if kept)

@@ -1,4 +1,5 @@
-"""A decode or cache write stopped by a real signal: the process ends at once and no partial cache entry stays."""
+"""A decode or cache write stopped by a real signal: the process ends at once, no partial cache entry
+stays, and the temporary file of a killed writer is removed by the next process (never a live one's)."""
 
 from __future__ import annotations
 
@@ -74,8 +75,8 @@ def small_data(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-@pytest.mark.parametrize("sig,where", [(signal.SIGINT, "decode"), (signal.SIGTERM, "decode"), (signal.SIGINT, "write"),
-                                      (signal.SIGTERM, "write")], ids=lambda v: getattr(v, "name", v))
+@pytest.mark.parametrize("sig,where", [(signal.SIGINT, "decode"), (signal.SIGTERM, "decode"), (signal.SIGINT, "write")],
+                         ids=["SIGINT-decode", "SIGTERM-decode", "SIGINT-write"])  # SIGTERM-write: the test below
 def test_a_signal_ends_the_load_at_once_and_leaves_no_cache_entry(small_data: Path, tmp_path: Path,
                                                                   sig: signal.Signals, where: str) -> None:
     cache = tmp_path / "cache"
@@ -95,3 +96,28 @@ def test_a_signal_ends_the_load_at_once_and_leaves_no_cache_entry(small_data: Pa
         assert child.returncode == 143, err
     assert _files(cache) == []  # neither a temporary file nor an entry
 
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_the_next_process_removes_a_killed_writers_temp_file_and_keeps_a_live_ones(small_data: Path,
+                                                                                   tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    killed = _start("write", small_data, cache)
+    killed_files = _files(cache)
+    live = _start("write", small_data, cache)  # a second process writing the same entry, still at it
+    try:
+        live_files = sorted(set(_files(cache)) - set(killed_files))
+        assert len(killed_files) == len(live_files) == 1 and killed_files[0].endswith(".tmp")
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)  # reaped: a zombie would still count as a live writer
+        assert _files(cache) == sorted(killed_files + live_files)  # SIGKILL: the litter of issue 16
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LIB), os.environ.get("PYTHONPATH", "")])}
+        subprocess.run([sys.executable, "-c", "import sys; from convnext_report.data import cache_root; "
+                        "cache_root(sys.argv[1])", str(cache)], env=env, check=True, timeout=120)
+        assert _files(cache) == live_files  # the dead writer's file is gone, the live writer's kept
+        assert live.poll() is None
+        live.send_signal(signal.SIGTERM)  # the live writer removes its own temporary file on its way out
+        live.communicate(timeout=30)
+        assert live.returncode == 143 and _files(cache) == []
+    finally:
+        killed.kill()
+        live.kill()
