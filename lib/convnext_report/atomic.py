@@ -2,20 +2,29 @@
 
 Every file of a run folder, every cached tensor and every stored result is written to a fresh
 temporary file beside its target and renamed into place, so a killed process never leaves a
-half-written ``history.csv``, checkpoint or cache entry behind.
+half-written ``history.csv``, checkpoint or cache entry behind. A temporary file's name carries its
+writer's process id and host, so the file a killed writer left can be told from one still being
+written (:func:`remove_orphans`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["atomic_write", "torch_save_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_write", "remove_orphans", "torch_save_atomic", "write_json_atomic", "write_text_atomic"]
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "-"
+#: ``.<target name>.<pid>@<host>.<random>.tmp``, as :func:`atomic_write` names its temporary files
+_TEMP_NAME = re.compile(r"\..+\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[^.]+\.tmp")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -23,7 +32,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     ``path``: readers see the old file or the whole new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
     try:
@@ -34,6 +43,33 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_orphans(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files under ``folder`` whose writer died before renaming them (a killed
+    process) and return their paths. Only files made on this host by a process that no longer runs
+    are removed: never one a live process is writing. A no-op where processes cannot be probed."""
+    removed = []
+    if os.name != "posix":  # os.kill(pid, 0) probes only on POSIX (on Windows it terminates)
+        return removed
+    for tmp in Path(folder).rglob(".*.tmp"):
+        match = _TEMP_NAME.fullmatch(tmp.name)
+        if match and match["host"] == _HOST and not _running(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie counts: it has not been reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process (PermissionError), or not a pid: keep its file
+        return True
+    return True
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

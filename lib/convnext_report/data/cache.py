@@ -4,6 +4,8 @@
   cached by (path, size, mtime) so a warm start takes seconds.
 * Every entry is a tensor plus a JSON record of its sha256, shape and dtype, written atomically;
   an entry that does not match its record is reported, ignored and written again.
+* The first use of a cache folder in a process deletes the temporary files that killed writers left
+  in it (a half-written 300 MB tensor, say), never one that a live process is still writing.
 """
 
 from __future__ import annotations
@@ -18,20 +20,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import torch_save_atomic, write_json_atomic, write_text_atomic
+from ..atomic import remove_orphans, torch_save_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["CACHE_ENV", "cache_key", "cache_root", "file_sha256", "load_entry", "record_path", "save_entry",
            "tensor_sha256"]
 
 CACHE_ENV = "CONVNEXT_REPORT_CACHE"
 _CHECKSUMS = "checksums.json"
+_SWEPT: set[Path] = set()  # cache folders this process has cleared of dead writers' temporary files
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$CONVNEXT_REPORT_CACHE``, else ``~/.cache/convnext_report`` (created)."""
+    """``cache_dir``, else ``$CONVNEXT_REPORT_CACHE``, else ``~/.cache/convnext_report`` (created; on its
+    first use in this process, the temporary files of killed writers in it are deleted)."""
     value = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
     root = Path(value).expanduser() if value else Path.home() / ".cache" / "convnext_report"
     root.mkdir(parents=True, exist_ok=True)
+    if root not in _SWEPT:  # once per process: the litter of writers that were killed
+        remove_orphans(root)
+        _SWEPT.add(root)
     return root
 
 
@@ -80,11 +87,15 @@ def tensor_sha256(tensor: torch.Tensor) -> str:
 
 def save_entry(tensor: torch.Tensor, path: Path, *, format: int, **info: Any) -> None:
     """Write ``tensor`` to ``path`` and then its record (layout ``format``, sha256, shape, dtype and
-    ``info``), both atomically."""
-    torch_save_atomic(tensor, path)
+    ``info``), both atomically; interrupted (Ctrl-C, an exception), it leaves neither."""
     record = {"format": format, "sha256": tensor_sha256(tensor), "shape": list(tensor.shape),
               "dtype": str(tensor.dtype), **info}
-    write_json_atomic(record_path(path), record)
+    torch_save_atomic(tensor, path)
+    try:
+        write_json_atomic(record_path(path), record)
+    except BaseException:
+        path.unlink(missing_ok=True)  # a tensor without its record would be reported as damaged
+        raise
 
 
 def load_entry(path: Path, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, dict] | None:

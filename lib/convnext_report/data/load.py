@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ..interrupts import sigterm_raises
 from .classnames import readable_names
 from .cache import cache_key, cache_root, file_sha256, load_entry, save_entry
 from .decode import CorruptImageError, decode_images
@@ -122,22 +123,23 @@ def load_split(
 
     full_path = folder / f"{split}-{key}.pt"
     images, from_cache = _cached_images(full_path, num_rows, spec.native_size), True
-    if images is not None:
-        images = images if rows is None else images[rows]
-    elif rows is not None and len(rows) <= num_rows // 2:  # small subset: decode only its rows
-        path = folder / f"{split}-{key}-rows{cache_key(rows.numpy().tobytes().hex())}.pt"
-        images = _cached_images(path, len(rows), spec.native_size)
-        if images is None:
+    with sigterm_raises():  # SIGTERM while decoding or writing: the atomic writes remove their temp files
+        if images is not None:
+            images = images if rows is None else images[rows]
+        elif rows is not None and len(rows) <= num_rows // 2:  # small subset: decode only its rows
+            path = folder / f"{split}-{key}-rows{cache_key(rows.numpy().tobytes().hex())}.pt"
+            images = _cached_images(path, len(rows), spec.native_size)
+            if images is None:
+                ds = ds if ds is not None else source.load()
+                images, from_cache = _decode(source, ds, rows), False
+                save_entry(images, path, format=_FORMAT)
+        else:
             ds = ds if ds is not None else source.load()
-            images, from_cache = _decode(source, ds, rows), False
-            save_entry(images, path, format=_FORMAT)
-    else:
-        ds = ds if ds is not None else source.load()
-        images, from_cache = _decode(source, ds, None), False
-        save_entry(images, full_path, format=_FORMAT)
-        images = images if rows is None else images[rows]
-    if cached is None:
-        save_entry(labels, labels_path, format=_FORMAT, label_names=label_names)
+            images, from_cache = _decode(source, ds, None), False
+            save_entry(images, full_path, format=_FORMAT)
+            images = images if rows is None else images[rows]
+        if cached is None:
+            save_entry(labels, labels_path, format=_FORMAT, label_names=label_names)
 
     names = readable_names(spec, label_names, source.root)
     return ImageTensors(
