@@ -56,6 +56,27 @@ def test_core_never_imports_the_report_layer(module: str) -> None:
     assert not bad, f"core module {module} imports the book's layer: {bad}"
 
 
+def _closure(module: str) -> set[str]:
+    """Every module that importing ``module`` imports (its packages' ``__init__`` included), from the graph."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for m in [name, *(".".join(parts[:i]) for i in range(1, len(parts)))]:
+            if m in GRAPH and m not in seen:
+                seen.add(m)
+                todo.extend(GRAPH[m])
+    return seen
+
+
+def test_the_packed_runs_entry_point_is_core_only() -> None:
+    """``packing.train_many`` starts ``python -m convnext_report.worker``: nothing it imports is the book's layer."""
+    assert "convnext_report.worker" in GRAPH and "convnext_report.training" in _closure("convnext_report.worker")
+    report = sorted(m for m in _closure("convnext_report.worker") if m == REPORT or m.startswith(REPORT + "."))
+    assert not report, f"the worker's imports reach the book's layer: {report}"
+
+
 def test_no_import_circles() -> None:
     """Depth-first search over module -> imported module (a package's __init__ counts as the package)."""
     state: dict[str, int] = {}

@@ -16,7 +16,7 @@ The core, one job per module (none of them imports :mod:`convnext_report.report`
 - :mod:`.parts`, :mod:`.runfolder`, :mod:`.training`: a run's parts, its folder and resume, its epoch loop
 - :mod:`.frozen`: the frozen-backbone fast path (features computed once)
 - :mod:`.evaluation`, :mod:`.selection`, :mod:`.figures`: predictions, per-epoch history and best epoch, figures
-- :mod:`.packing`: several runs at once, each in its own process
+- :mod:`.packing`, :mod:`.worker`: several runs at once, each in its own process
 - :mod:`.atomic`, :mod:`.environment`, :mod:`.distributed`, :mod:`.errors`: file writes, provenance, DDP, errors
 
 :mod:`convnext_report.report` is the book's layer on top (chapters, records, tables, glue).

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import torch
@@ -39,7 +39,7 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .atomic import atomic_write, torch_save_atomic, write_json_atomic, write_text_atomic
-from .config import TrainConfig, field_names, format_value, load_config, save_config
+from .config import TrainConfig, field_names, format_value, from_dict, load_config, save_config
 from .data import ImageTensors
 from .distributed import DistInfo
 from .errors import UserError
@@ -51,7 +51,7 @@ from .selection import HISTORY_COLUMNS
 
 __all__ = [
     "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "STORE_MARKER", "Resumed", "Run", "RunFolder",
-    "RunFolderError", "load_checkpoint", "load_run", "open_folder", "read_json",
+    "RunFolderError", "load_checkpoint", "load_run", "open_folder", "read_json", "resume_config",
 ]
 
 #: config keys a resumed run may change (where and how it runs, not what it computes)
@@ -131,6 +131,17 @@ def load_run(path: str | Path) -> Run:
     best = {"epoch": record.get("best_epoch"), "selection_acc": record.get("best_selection_top1"),
             "selection_top5": record.get("best_selection_top5"), "selection_loss": record.get("best_selection_loss")}
     return Run(path=path, config=load_config(path / _CONFIG), history=history, record=record, best=best)
+
+
+def resume_config(given: Mapping[str, Any]) -> TrainConfig:
+    """The config of a command that gave the keys ``given``: with ``resume=true`` and an existing run folder,
+    its saved ``config.yaml`` with ``given`` on top (so only what differs has to be given), else the
+    defaults with ``given``."""
+    config = from_dict(dict(given))
+    saved = Path(config.out_dir) / (config.run_name or "") / _CONFIG
+    if not (config.resume and config.run_name and saved.is_file()):
+        return config
+    return load_config(saved).replace(**given)
 
 
 @dataclass(frozen=True)
