@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_config
 from convnext_report.atomic import write_json_atomic
 from convnext_report.config import TrainConfig, save_config
 from convnext_report.engine import NonFiniteLossError
@@ -55,9 +54,9 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def config(data_root: Path, runs: Path):
+def config(make_tiny, runs: Path):
     """The tiny run named ``name`` in the module's runs folder, with ``changes``."""
-    return lambda name, **changes: tiny_config(data_root, runs).replace(run_name=name, **changes)
+    return lambda name, **changes: make_tiny(runs).replace(run_name=name, **changes)
 
 
 def _assert_consistent(run: Run) -> None:
@@ -82,10 +81,10 @@ def _assert_same_result(run: Run, reference: Run) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def runs(make_tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted reference run, and one run killed (SIGKILL) at each point of :data:`KILLS`."""
     out = tmp_path_factory.mktemp("runs")
-    base = tiny_config(data_root, out)
+    base = make_tiny(out)
     train(base.replace(run_name="reference"))
     jobs = []
     for name, (file, nth, when, changes) in KILLS.items():

@@ -5,18 +5,16 @@
     config.yaml          the resolved TrainConfig, written first: it makes the folder a run folder
     log.txt              the log lines also printed to stdout
     history.csv          one row per epoch (``selection.HISTORY_COLUMNS``), epochs from 1
-    record.json          environment, data sizes, timing, best epoch (None until one finished), status, stop
-                         reason, what a pretrained load left out (strict JSON: NaN is written as null)
+    record.json          environment, data, timing, best epoch, status, stop reason, pretrained load (strict JSON)
     checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch (``epoch``: its number)
     checkpoint_best.pt   the same, at the epoch of best selection top-1 (held-out images, or the test split)
     eval.json, eval.npz  the reported (test) split, evaluated once with the selected weights
     dyt_alpha.csv        every DyT alpha, for DyT models: epoch 0 the initial values, epoch k after epoch k
     .lock                while a process owns the folder (``flock``): two processes never write one folder
 
-Nothing is lost: a folder that is not a run folder is never written into, a run is only continued
-(``resume=True``) with the settings it started with, and a kill at any moment leaves a folder that
-``resume=True`` continues to the same result: the latest checkpoint is the truth, and resuming makes the
-other files agree with it. A resume that would have to start over is refused with the choices.
+A folder that is not a run folder is never written into; a run is only continued with its own settings;
+after a kill at any moment ``resume=True`` makes the files agree with the latest checkpoint and continues
+to the same result, or refuses with the choices when it would have to start over.
 """
 
 from __future__ import annotations
@@ -134,9 +132,8 @@ def load_run(path: str | Path) -> Run:
 
 
 def resume_config(given: Mapping[str, Any]) -> TrainConfig:
-    """The config of a command that gave the keys ``given``: with ``resume=true`` and an existing run folder,
-    its saved ``config.yaml`` with ``given`` on top (so only what differs has to be given), else the
-    defaults with ``given``."""
+    """The defaults with the keys ``given``; with ``resume=true`` and an existing run folder, its saved
+    ``config.yaml`` with them (so only what differs has to be given)."""
     config = from_dict(dict(given))
     saved = Path(config.out_dir) / (config.run_name or "") / _CONFIG
     if not (config.resume and config.run_name and saved.is_file()):
@@ -156,14 +153,10 @@ class Resumed:
 
 
 def open_folder(config: TrainConfig, info: DistInfo) -> tuple["RunFolder", TrainConfig, Resumed]:
-    """Claim the run folder: (folder, config with its ``run_name``, what the folder holds for the run).
-
-    Rank 0 creates the folder if needed and takes its lock (``flock``), so a second process with
-    the same run folder fails at once instead of mixing two runs' files. A default name is unique
-    (time and a random suffix). An existing folder is never overwritten: ``resume=True`` continues
-    it from ``checkpoint_last.pt`` when its saved ``config.yaml`` agrees with ``config`` (except for
-    :data:`RUNTIME_KEYS`), a finished run is loaded again, and a missing folder starts a new run.
-    """
+    """Claim the run folder (rank 0 takes its lock): (folder, config with its ``run_name``, what the folder
+    holds). A default name is unique (time and a random suffix). An existing folder is never overwritten:
+    ``resume=True`` continues it when its ``config.yaml`` agrees with ``config`` (but for :data:`RUNTIME_KEYS`),
+    a finished run is loaded again, and a missing folder starts a new run."""
     if config.resume and not config.run_name:
         raise ValueError("resume=True needs run_name: the name of the run folder to continue")
     name = config.run_name or dist_utils.broadcast_object(
@@ -229,8 +222,7 @@ def _check_settings(saved: TrainConfig, given: TrainConfig, path: Path, finished
 
 
 def _last_checkpoint(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
-    """``checkpoint_last.pt``, or None when no epoch finished; refused when it is damaged, or missing although
-    epochs finished (resuming would start the run over and overwrite them)."""
+    """``checkpoint_last.pt``, or None when no epoch finished; refused when damaged, or missing after epochs."""
     last = path / CHECKPOINT_LAST
     if last.is_file():
         try:

@@ -5,12 +5,8 @@ The data root is, in order: the ``data_dir`` argument, ``$CONVNEXT_REPORT_DATA``
 in the hub's schema, read with pyarrow alone (labels from the label column, class names from the
 ``ClassLabel`` in the schema's ``huggingface`` metadata), so local data needs no ``datasets``
 package. The hub is read with ``datasets.load_dataset(spec.hub_id, split=...)``; ``datasets`` is
-imported only on that path (it takes seconds to import and a machine may not have it).
-
-Nothing is trusted: a local shard without the image or label column (or with another type), with no
-rows or not parquet at all is a :class:`DataError` naming the file; a hub that cannot serve the data
-(no ``datasets``, offline without a cached copy, unreachable) is a one-line
-:class:`DatasetUnavailableError` at once, saying how to point at local data.
+imported only on that path (it takes seconds to import and a machine may not have it). A bad shard is a
+:class:`DataError` naming it; a hub that cannot serve the data fails at once, saying how to use local data.
 """
 
 from __future__ import annotations
@@ -115,8 +111,8 @@ class SplitSource:
         return str(self.files[0].parent)
 
     def row_counts(self) -> list[int]:
-        """Rows per local shard, from the parquet footers (no decoding); a shard that is not parquet, lacks
-        the image or label column (or has another type there) or has no rows is a :class:`DataError`."""
+        """Rows per local shard, from the footers; a shard that is not parquet, lacks (the type of) the image
+        or label column or has no rows is a :class:`DataError`."""
         return [self._shard_rows(f) for f in self.files]
 
     def _shard_rows(self, file: Path) -> int:
