@@ -60,15 +60,21 @@ def book_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def tiny(data_root: Path, tmp_path: Path):
-    """A run of a few seconds: cifar10, 4 classes x 16 training images (2 of each held out), 8 test images
-    per class, 2 epochs of 2 steps of 28, on the CPU, its folder in ``tmp_path``."""
+@pytest.fixture(scope="session")
+def make_tiny(data_root: Path):
+    """``make_tiny(out_dir)``: a run of a few seconds: cifar10, 4 classes x 16 training images (2 of each held
+    out), 8 test images per class, 2 epochs of 2 steps of 28, on the CPU, named "tiny", its folder in ``out_dir``."""
     from convnext_report.config import TrainConfig
 
-    return TrainConfig(
+    return lambda out_dir: TrainConfig(
         dataset="cifar10", data_dir=str(data_root), max_classes=4, train_per_class=16, test_per_class=8,
         model="convnextv2_atto", stem_stride=2, image_size=32, batch_size=28, epochs=2, lr=2e-3,
-        warmup_epochs=0.5, out_dir=str(tmp_path / "runs"), run_name="tiny", progress=False, device="cpu",
+        warmup_epochs=0.5, out_dir=str(out_dir), run_name="tiny", progress=False, device="cpu",
         verbose=False,
     )
+
+
+@pytest.fixture
+def tiny(make_tiny, tmp_path: Path):
+    """:func:`make_tiny`'s run with its folder in ``tmp_path / "runs"``."""
+    return make_tiny(tmp_path / "runs")

@@ -4,6 +4,7 @@ subprocess, as a user starts it."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,63 @@ def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: P
     assert "epochs: 0 is out of range; allowed: an integer >= 1" in err
     assert "hflip: must be true or false, got 'maybe' (str)" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_help_is_plain_text(capsys) -> None:
+    for args in (("--help",), ("train", "--help"), ("plan", "--help")):
+        status, out, _ = _main(*args, capsys=capsys)
+        assert status == 0 and out
+        assert "``" not in out and not re.search(r":\w+:`", out), (args, out)
+
+
+def _given(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The configs ``main`` would train (training replaced by recording them)."""
+    from convnext_report import cli
+
+    seen: list = []
+    monkeypatch.setattr(cli, "run", lambda config: seen.append(config) or 0)
+    return seen
+
+
+def test_options_and_key_values_in_any_order(tmp_path: Path, monkeypatch, capsys) -> None:
+    seen = _given(monkeypatch)
+    (tmp_path / "f.yaml").write_text("dataset: cifar10\nbatch_size: 12\n")
+    status, _, err = _main("train", "lr=0.1", "--config", str(tmp_path / "f.yaml"), "epochs=2", capsys=capsys)
+    assert status == 0, err
+    assert (seen[0].lr, seen[0].epochs, seen[0].dataset, seen[0].batch_size) == (0.1, 2, "cifar10", 12)
+
+
+def test_resume_reads_the_run_folders_settings(tmp_path: Path, monkeypatch, capsys) -> None:
+    from convnext_report.config import TrainConfig, save_config
+
+    seen = _given(monkeypatch)
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    save_config(TrainConfig(dataset="cifar10", lr=0.1, out_dir=str(tmp_path / "runs"), run_name="mine"),
+                tmp_path / "runs" / "mine" / "config.yaml")
+    common = ("run_name=mine", f"out_dir={tmp_path / 'runs'}", "resume=true")
+    assert _main("train", *common, capsys=capsys)[0] == 0
+    assert (seen[-1].dataset, seen[-1].lr, seen[-1].resume) == ("cifar10", 0.1, True)  # not the defaults
+    assert _main("train", *common, "lr=0.5", capsys=capsys)[0] == 0
+    assert seen[-1].lr == 0.5  # given: training compares it with the saved value (and refuses)
+
+
+def test_no_data_setting_and_no_hub_fails_at_once_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import datasets
+    import huggingface_hub
+
+    def unreachable(self, repo_id, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    for name in ("CONVNEXT_REPORT_DATA", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # read when datasets was imported
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+    args = ("train", "dataset=cifar10", f"out_dir={tmp_path / 'runs'}", "device=cpu", "progress=false")
+    status, out, err = _main(*args, capsys=capsys)
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: cifar10: no local data folder is set, and the Hugging Face hub cannot serve "
+                          "uoft-cs/cifar10: the hub cannot be reached") and "set CONVNEXT_REPORT_DATA" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
+    status, out, err = _main(*args, capsys=capsys)
+    assert status == 1 and "needs the `datasets` package, which is not installed" in err

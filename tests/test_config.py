@@ -67,3 +67,11 @@ def test_val_per_class_and_test_per_class_together_are_an_error(tmp_path) -> Non
                  lambda: load_config(path, ["test_per_class=5"])):
         with pytest.raises(ValueError, match="'val_per_class' and 'test_per_class' are the same setting"):
             make()
+
+
+def test_a_key_given_twice_is_an_error_naming_it(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"lr is given twice \(lr=0.1 and lr=0.2\): give it once"):
+        parse_overrides(["lr=0.1", "epochs=2", "lr=0.2"])
+    (tmp_path / "f.yaml").write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
+    with pytest.raises(ValueError, match=r"f.yaml cannot be read as YAML: key 'lr' is given twice \(lines 1 and 3\)"):
+        load_config(tmp_path / "f.yaml")

@@ -27,6 +27,7 @@ CASES = [
     ("run_name", None, "a/b", "'a/b' is not valid"),
     ("run_name", "x", "..", "'..' is not valid"),
     ("run_name", "x", "", "'' is not valid"),
+    ("run_name", "x" * 200, "x" * 201, "allowed: null or a folder name of 1 to 200 letters"),  # the limit, named
     ("lr", 1, -1e-3, "out of range"),  # an int is a float
     ("lr", 3e-4, math.nan, "must be a finite number, got nan (float)"),
     ("lr", 3e-4, math.inf, "must be a finite number"),

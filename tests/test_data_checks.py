@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from convnext_report.data import load_split
+from convnext_report.data import DataError, load_split
 from convnext_report.data.load import ImageTensors
 from test_data_decode import _real_rows, _write_cifar_folder
 
@@ -86,3 +86,32 @@ def test_damaged_cache_entry_warns_decodes_again_and_is_rewritten(tmp_path, data
         third = load()
     assert third.from_cache and torch.equal(third.images, first.images)
     assert torch.equal(third.labels, first.labels)
+
+
+def _without(table: pa.Table, column: str) -> pa.Table:
+    return table.drop_columns([column])
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda t: _without(t, "label"), "has no column 'label' (it has img): expected 'label' with integer class ids"),
+    (lambda t: _without(t, "img"), "has no column 'img' (it has label): expected 'img' with encoded images"),
+    (lambda t: t.set_column(0, "img", pa.array(["x"] * len(t))), "column 'img' holds string: expected encoded images"),
+    (lambda t: t.set_column(1, "label", pa.array(["cat"] * len(t))), "column 'label' holds string: expected integer"),
+    (lambda t: t.slice(0, 0), "has no rows: expected cifar10 images with labels"),
+], ids=["no label column", "no image column", "images as text", "labels as text", "no rows"])
+def test_a_shard_without_what_the_split_needs_names_file_column_and_expectation(tmp_path, data_root, damage,
+                                                                                  says) -> None:
+    path = _write_cifar_folder(tmp_path / "data", damage(_real_rows(data_root, 8)))
+    with pytest.raises(DataError) as err:
+        load_split("cifar10", "test", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    message = str(err.value)
+    assert message.startswith(f"cifar10 test split: {path}") and says in message, message
+    assert "uoft-cs/cifar10's parquet files; re-download or replace it" in message
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path) -> None:
+    path = tmp_path / "data" / "cifar10-jpeg" / "plain_text" / "test-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True)
+    path.write_text("not parquet")
+    with pytest.raises(DataError, match=f"{path} cannot be read as parquet .*re-download or replace it"):
+        load_split("cifar10", "test", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")

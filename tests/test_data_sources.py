@@ -13,7 +13,6 @@ from PIL import Image
 from convnext_report.data import (
     DATA_ENV,
     DatasetUnavailableError,
-    dataset_summary,
     load_split,
     resolve_data_root,
     split_source,
@@ -50,8 +49,7 @@ def test_dataset_missing_under_root_is_clear(data_root):
 
 
 def test_real_cifar100_is_complete(data_root):
-    summary = dataset_summary("cifar100", data_root)
-    assert summary["splits"] == {"train": 50_000, "test": 10_000}
+    assert [sum(split_source("cifar100", s, data_root).row_counts()) for s in ("train", "test")] == [50_000, 10_000]
     test = load_split("cifar100", "test", data_dir=data_root)
     assert test.images.shape == (10_000, 3, 32, 32) and test.num_classes == 100
     assert torch.bincount(test.labels).tolist() == [100] * 100
@@ -121,15 +119,6 @@ def test_hub_offline_without_local_data_is_clear(monkeypatch, tmp_path):
     assert "uoft-cs/cifar100" in msg and DATA_ENV in msg and "online" in msg and "offline" in msg
 
 
-def test_dataset_summary(data_root):
-    tiny = dataset_summary("tiny-imagenet-32", data_root)
-    assert tiny["splits"] == {"train": 100_000, "test": 10_000}
-    assert tiny["image_size"] == 32 and tiny["num_classes"] == 200
-    assert tiny["source"].endswith("tiny-imagenet-32/data")
-    c10 = dataset_summary("cifar10", data_root)
-    assert c10["splits"] == {"train": 50_000, "test": 10_000} and c10["hub_id"] == "uoft-cs/cifar10"
-
-
 def test_local_parquet_needs_no_datasets_package(monkeypatch, tmp_path, data_root):
     """The GPU machine has no ``datasets``: local shards are read with pyarrow alone."""
     import sys
@@ -144,4 +133,4 @@ def test_local_parquet_needs_no_datasets_package(monkeypatch, tmp_path, data_roo
     assert split.class_names[:2] == ["apple", "aquarium_fish"]  # ClassLabel names from the schema metadata
     assert sorted(torch.bincount(split.labels).tolist()) == [2] * 100
     assert class_names("tiny-imagenet-32", data_root, readable=False)[0] == "n01443537"
-    assert dataset_summary("cifar10", data_root)["splits"] == {"train": 50_000, "test": 10_000}
+    assert sum(split_source("cifar10", "train", data_root).row_counts()) == 50_000

@@ -9,14 +9,15 @@ import torch
 from convnext_report.complexity import stage_shapes
 from convnext_report.config import TrainConfig
 from convnext_report.models import (
+    MODEL_OPTIONS,
     MODEL_VARIANTS,
     AttentionPoolHead,
     DynamicTanh,
-    backbone_parameter_names,
     build_model,
     build_model_from_config,
     get_variant,
     is_head_param,
+    model_options,
 )
 from convnext_report.optim import param_groups
 
@@ -67,7 +68,6 @@ def test_forward_and_options_reach_timm():
     assert model.stages[-1].blocks[-1].drop_path.drop_prob == pytest.approx(0.2)
     assert model.head.drop.p == pytest.approx(0.3)
     assert model.pretrained_report is None
-    assert model.build_options["name"] == SMALL
 
 
 EXPECTED = {  # (stem_stride, image_size) -> spatial side of stages 0..3
@@ -110,7 +110,17 @@ def test_build_model_from_config_maps_fields():
     assert dyt and all(m.alpha.item() == pytest.approx(0.7) for m in dyt)
     assert model.stages[-1].blocks[-1].drop_path.drop_prob == pytest.approx(0.05)
     assert not model.stem[0].weight.requires_grad
-    assert model.build_options == {**model.build_options, "norm": "dyt", "stem_stride": 1}
+
+
+def test_model_options_are_build_models_keywords_and_config_fields():
+    """One place names the options (build_model's signature); the config has a field for each."""
+    import inspect
+
+    assert MODEL_OPTIONS == tuple(n for n, p in inspect.signature(build_model).parameters.items()
+                                  if p.kind is p.KEYWORD_ONLY)
+    assert set(MODEL_OPTIONS) <= set(TrainConfig.__dataclass_fields__) and "stem_stride" in MODEL_OPTIONS
+    cfg = TrainConfig(norm="dyt", head_dropout=0.2)
+    assert model_options(cfg) == {n: getattr(cfg, n) for n in MODEL_OPTIONS}
 
 
 @pytest.mark.parametrize("head", ["linear", "attention"])
@@ -119,7 +129,6 @@ def test_head_params_are_named_head(head):
         model = build_model(SMALL, 10, head=head)
     head_names = {f"head.{n}" for n, _ in model.head.named_parameters()}
     assert head_names == {n for n, _ in model.named_parameters() if is_head_param(n)}
-    assert not head_names & set(backbone_parameter_names(model))
     # timm's API still works on the replaced head
     x = torch.randn(2, 3, 32, 32, device="meta")
     feats = model.forward_features(x)

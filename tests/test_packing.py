@@ -20,10 +20,11 @@ import torch
 
 from convnext_report import workers as workers_module
 from convnext_report.config import TrainConfig
+from convnext_report.data import get_dataset_spec
 from convnext_report.packing import PackedRunsError, choose_workers, train_many
 from convnext_report.training import train
 from convnext_report.workers import (
-    MAX_WORKERS, WORKERS_ENV, estimate_run_bytes, threads_per_worker, workers_for_memory,
+    MAX_WORKERS, estimate_run_bytes, threads_per_worker, workers_for_memory,
 )
 
 GiB = 1 << 30
@@ -57,24 +58,24 @@ def test_run_estimate_grows_with_batch_model_and_resolution() -> None:
     assert estimate_run_bytes(base.replace(optimizer="sgd")) < atto  # one optimiser state, not two
 
 
-def test_choose_workers_on_cpu_is_one_unless_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_estimate_takes_split_sizes_from_the_registry() -> None:
+    full = TrainConfig(dataset="cifar100", stem_stride=2, batch_size=256)
+    spec = get_dataset_spec("cifar100")  # 500 + 100 images per class
+    assert estimate_run_bytes(full) == estimate_run_bytes(
+        full.replace(train_per_class=spec.per_class["train"], test_per_class=spec.per_class["test"]))
+
+
+def test_choose_workers_on_cpu_is_one_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
     configs = [TrainConfig(run_name=f"r{i}") for i in range(3)]
-    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    monkeypatch.setenv("CONVNEXT_REPORT_WORKERS", "2")  # no longer read: the argument is the one way
     assert choose_workers(configs, "cpu") == 1
     assert choose_workers(configs, "cpu", workers=2) == 2
     assert choose_workers(configs, "cpu", workers=10) == 3  # no more than there are runs
-    monkeypatch.setenv(WORKERS_ENV, "2")
-    assert choose_workers(configs, "cpu") == 2
-    assert choose_workers(configs, "cpu", workers=1) == 1  # the argument wins over the environment
-    monkeypatch.setenv(WORKERS_ENV, "many")
-    with pytest.raises(ValueError, match=f"{WORKERS_ENV}='many'.*unset it"):
-        choose_workers(configs, "cpu")
     with pytest.raises(ValueError, match="workers must be >= 1"):
         choose_workers(configs, "cpu", workers=0)
 
 
 def test_choose_workers_on_cuda_uses_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(WORKERS_ENV, raising=False)
     monkeypatch.setattr(workers_module, "usable_cpus", lambda: 16)
     configs = [TrainConfig(run_name=f"r{i}", batch_size=256) for i in range(20)]
     need = estimate_run_bytes(configs[0])

@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from convnext_report.models import (
     CheckpointMismatchError,
     PretrainedWeightsUnavailable,
+    UnreadableCheckpointError,
     build_model,
     load_pretrained,
 )
@@ -151,3 +152,39 @@ def test_attention_head_and_frozen_backbone_from_linear_checkpoint(source_200_pa
 def test_missing_file_is_clear():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_model(SMALL, 10, pretrained="/no/such/weights.pth")
+
+
+class _Unsafe:
+    """A class that a weights-only load refuses to unpickle."""
+
+
+def _damaged(path, kind, source_200_path):
+    """Write a ``kind`` of unreadable checkpoint at ``path``."""
+    good = source_200_path.read_bytes()
+    writers = {
+        "yaml": lambda: path.write_text("lr: 0.1\nepochs: 2\n"),
+        "empty": lambda: path.write_bytes(b""),
+        "truncated": lambda: path.write_bytes(good[: len(good) // 2]),
+        "tensor": lambda: torch.save(torch.zeros(3), path),
+        "unsafe": lambda: torch.save({"model": {"w": torch.zeros(1)}, "extra": _Unsafe()}, path),
+        "not safetensors": lambda: path.write_bytes(b"garbage that is no safetensors header"),
+    }
+    writers[kind]()
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("yaml", "it is not a torch or safetensors checkpoint (the file starts with b'lr: '"),
+    ("empty", "the file is empty (0 bytes): copy it again"),
+    ("truncated", "it is truncated"),
+    ("tensor", "it does not hold a model state dict"),
+    ("unsafe", "pickled Python objects"),
+    ("not safetensors", "it is not a valid safetensors file"),
+])
+def test_an_unreadable_checkpoint_says_why(tmp_path, source_200_path, kind, says):
+    path = tmp_path / ("w.safetensors" if kind == "not safetensors" else "w.pt")
+    _damaged(path, kind, source_200_path)
+    with pytest.raises(UnreadableCheckpointError) as err, torch.device("meta"):
+        build_model(SMALL, 10, pretrained=str(path))
+    message = str(err.value)
+    assert message.startswith(f"pretrained={path} cannot be loaded: ") and says in message, message
+    assert ("pickled" in message) == (kind == "unsafe")  # nobody is nudged towards weights_only=False for nothing

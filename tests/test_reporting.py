@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from convnext_report import history
+from convnext_report import selection
 from convnext_report.config import TrainConfig
 from convnext_report.report import results, sources, tables
 
@@ -44,13 +44,13 @@ def test_roadmap_and_claims():
 
 
 def test_history_frame_converts_runner_history(tmp_path):
-    frame = history.history_frame(fake_run(tmp_path))
+    frame = selection.history_frame(fake_run(tmp_path))
     assert list(frame["epoch"]) == [1, 2, 3]  # as the run wrote them: the first epoch is 1
     assert frame["selection_acc"].tolist() == pytest.approx([30.0, 50.0, 40.0])  # percent
     with pytest.raises(ValueError, match="no finished epoch"):
-        history.history_frame([])
+        selection.history_frame([])
     with pytest.raises(ValueError, match="selection_acc"):
-        history.history_frame([{"epoch": 1, "train_loss": 1, "train_acc": 0.1, "selection_loss": 1}])
+        selection.history_frame([{"epoch": 1, "train_loss": 1, "train_acc": 0.1, "selection_loss": 1}])
 
 
 def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):

@@ -20,7 +20,7 @@ from convnext_report.data import DeviceLoader, get_dataset_spec, load_split, mak
 from convnext_report.data.subsets import holdout_split
 from convnext_report.engine import evaluate
 from convnext_report.parts import load_data
-from convnext_report.resume import rng_state, set_rng_state
+from convnext_report.training import rng_state, set_rng_state
 from convnext_report.runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, RunFolder
 from convnext_report.training import train
 
@@ -73,28 +73,6 @@ def test_a_folder_in_use_is_refused_and_default_names_are_unique(tiny: TrainConf
     a = train(tiny.replace(run_name=None, epochs=1))
     b = train(tiny.replace(run_name=None, epochs=1))
     assert a.path != b.path and a.path.name.startswith("convnextv2_atto-cifar10-s0-")
-
-
-def test_kill_between_the_two_checkpoint_writes_resumes_to_the_same_result(tiny: TrainConfig, monkeypatch) -> None:
-    reference = train(tiny.replace(run_name="reference"))
-    real = RunFolder.save_epoch
-
-    def killed_after_last(self, state, history, improved):  # epoch 0 always improves: last written, best not
-        from convnext_report.atomic import torch_save_atomic
-
-        torch_save_atomic(state, self.path / CHECKPOINT_LAST)
-        raise _Killed("killed between checkpoint_last.pt and checkpoint_best.pt")
-
-    monkeypatch.setattr(RunFolder, "save_epoch", killed_after_last)
-    with pytest.raises(_Killed):
-        train(tiny)
-    monkeypatch.setattr(RunFolder, "save_epoch", real)
-    record = json.loads((Path(tiny.out_dir) / "tiny" / "record.json").read_text())
-    assert record["status"] == "failed" and not (Path(tiny.out_dir) / "tiny" / CHECKPOINT_BEST).exists()
-    resumed = train(tiny.replace(resume=True))
-    assert resumed.record["status"] == "finished" and resumed.record["sessions"] == 2
-    assert resumed.eval.top1 == pytest.approx(reference.eval.top1)
-    np.testing.assert_allclose(resumed.history_df["selection_loss"], reference.history_df["selection_loss"], rtol=1e-5)
 
 
 def test_a_failure_while_finishing_marks_the_run_failed(tiny: TrainConfig, monkeypatch) -> None:

@@ -1,4 +1,5 @@
-"""Whole runs on a tiny real-data subset: run folder, resume, early stopping, NaN guard, frozen fast path."""
+"""Whole runs on a tiny real-data subset: run folder, early stopping, NaN guard, frozen fast path (resume and
+kills: test_reliability.py)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,13 @@ import torch
 from convnext_report import parts
 from convnext_report.config import TrainConfig
 from convnext_report.engine import NonFiniteLossError
-from convnext_report.history import HISTORY_COLUMNS
 from convnext_report.runfolder import load_run
+from convnext_report.selection import HISTORY_COLUMNS
 from convnext_report.training import train
 
 pytestmark = pytest.mark.slow
 
 
-
-
-class _Killed(RuntimeError):
-    pass
 
 
 def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
@@ -85,31 +82,6 @@ def test_existing_folder_is_never_overwritten(tiny: TrainConfig) -> None:
     before = history.read_text()
     run = train(tiny.replace(epochs=1, resume=True))
     assert run.record["status"] == "finished" and history.read_text() == before
-
-
-def test_killed_run_resumes_to_the_same_result(tiny: TrainConfig) -> None:
-    straight = train(tiny.replace(run_name="straight"))
-
-    def kill_after_first_epoch(row: dict) -> None:
-        if row["epoch"] == 1:
-            raise _Killed("simulated kill")
-
-    with pytest.raises(_Killed):
-        train(tiny.replace(run_name="killed"), on_epoch_end=kill_after_first_epoch)
-    folder = straight.path.parent / "killed"
-    killed = json.loads((folder / "record.json").read_text())
-    assert killed["status"] == "failed" and killed["best_epoch"] == 1 and killed["epochs_run"] == 1
-    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 1  # the epoch it finished
-    resumed = train(tiny.replace(run_name="killed", resume=True))
-    assert resumed.record["sessions"] == 2 and resumed.record["status"] == "finished"
-    assert "resuming at epoch 2/2" in (folder / "log.txt").read_text()
-    a, b = straight.history_df, resumed.history_df
-    assert b["epoch"].tolist() == [1, 2]
-    for col in ("train_loss", "train_acc", "selection_loss", "selection_acc", "lr"):
-        np.testing.assert_allclose(a[col], b[col], rtol=1e-5, err_msg=col)
-    assert resumed.best == straight.best and resumed.record["best_epoch"] == straight.record["best_epoch"]
-    assert pd.read_csv(folder / "history.csv")["epoch"].tolist() == [1, 2]
-    assert torch.load(folder / "checkpoint_last.pt", weights_only=True)["epoch"] == 2
 
 
 def test_early_stopping_restores_the_best_epoch(tiny: TrainConfig) -> None:

@@ -13,8 +13,8 @@ import yaml
 
 from convnext_report.config import TrainConfig, save_config
 from convnext_report.evaluation import EvalResult
-from convnext_report.history import HISTORY_COLUMNS
 from convnext_report.report import keys, paths, store
+from convnext_report.selection import HISTORY_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 

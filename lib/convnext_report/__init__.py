@@ -13,10 +13,11 @@ The core, one job per module (none of them imports :mod:`convnext_report.report`
 - :mod:`.data`: dataset registry, decoding cache, device-side augmentation, loaders
 - :mod:`.optim`: parameter groups (timm's), optimisers and per-iteration schedules
 - :mod:`.engine`: ``train_one_epoch`` and ``evaluate``
-- :mod:`.parts`, :mod:`.runfolder`, :mod:`.training`: a run's parts, its folder, its epoch loop
+- :mod:`.parts`, :mod:`.runfolder`, :mod:`.training`: a run's parts, its folder and resume, its epoch loop
 - :mod:`.frozen`: the frozen-backbone fast path (features computed once)
-- :mod:`.evaluation`, :mod:`.history`, :mod:`.figures`: predictions, per-epoch history, figures
-- :mod:`.atomic`, :mod:`.environment`, :mod:`.distributed`: file writes, provenance, DDP
+- :mod:`.evaluation`, :mod:`.selection`, :mod:`.figures`: predictions, per-epoch history and best epoch, figures
+- :mod:`.packing`, :mod:`.worker`: several runs at once, each in its own process
+- :mod:`.atomic`, :mod:`.environment`, :mod:`.distributed`, :mod:`.errors`: file writes, provenance, DDP, errors
 
 :mod:`convnext_report.report` is the book's layer on top (chapters, records, tables, glue).
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -78,8 +79,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int = 2) -> Path:
-    """Write ``data`` as indented JSON atomically (numpy scalars become Python numbers)."""
-    return write_text_atomic(path, json.dumps(data, indent=indent, default=_json_default) + "\n")
+    """Write ``data`` as indented, strict JSON atomically: NaN and infinities become ``null`` (a bare
+    ``NaN`` is not JSON), numpy and torch numbers become Python numbers, paths strings."""
+    return write_text_atomic(path, json.dumps(_plain(data), indent=indent, allow_nan=False) + "\n")
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
@@ -87,11 +89,16 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
+def _plain(value: Any) -> Any:
+    """``value`` with only JSON's types: finite floats (else None), lists, string-keyed dicts, ..."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+    if hasattr(value, "tolist"):  # numpy or torch scalars and arrays
+        return _plain(value.tolist())
+    return value

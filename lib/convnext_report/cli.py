@@ -1,8 +1,9 @@
 """Command line: ``python -m convnext_report train [--config FILE.yaml] [key=value ...]`` and ``... plan``.
 
-``train``: values come from the defaults, then the YAML file, then the ``key=value`` overrides
-(see :func:`convnext_report.config.load_config`). Under ``torchrun`` the same command
-trains with DDP on every process. ``--help`` lists every key with its default.
+``train``: values come from the defaults, then the YAML file, then the ``key=value`` overrides, in
+any order (see :func:`convnext_report.config.load_config`); with ``resume=true`` the run folder's
+``config.yaml`` takes the defaults' place. Under ``torchrun`` the same command trains with DDP on
+every process. ``--help`` lists every key with its default, in plain text.
 
 ``plan``: the book's GPU budget, per chapter of its full configuration (the report layer's
 :mod:`convnext_report.report.plan`); the last line is ``total: <seconds> s``.
@@ -12,21 +13,15 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import re
-import signal
 import sys
 from dataclasses import fields
-
 from pathlib import Path
 
-import yaml
-
 from . import config as config_module
-from .config import TrainConfig, load_config
-from .interrupts import Terminated
-from .packing import follow_parent
-from .training import train
+from .config import TrainConfig, format_value, read_settings
+from .runfolder import resume_config
+from .worker import run
 
 # the command line sits above both layers: ``plan`` is a command of the book's report layer
 from .report import plan as book_plan
@@ -43,8 +38,7 @@ def _key_help() -> str:
     width = max(len(f.name) for f in fields(TrainConfig))
     lines = ["config keys (key=value, values in YAML: null, true, 1e-3, n2m9, ...):"]
     for f in fields(TrainConfig):
-        value = yaml.safe_dump(getattr(defaults, f.name), default_flow_style=True).removesuffix("\n...\n").strip()
-        line = f"  {f.name:<{width}}  default {value}"
+        line = f"  {f.name:<{width}}  default {format_value(getattr(defaults, f.name))}"
         if f.name in comments:
             line += f"  -- {comments[f.name]}"
         lines.append(f"{line}  [{config_module.allowed_values(f.name)}]")
@@ -52,12 +46,15 @@ def _key_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m convnext_report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m convnext_report",
+                                     description="Train one run (train), or show the book's GPU budget (plan).")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
         help="train one run and write its run folder",
-        description="Train one run; prints 'run folder: PATH' at the end.",
+        description="Train one run; prints 'run folder: PATH' at the end. Options and key=value pairs may come\n"
+                    "in any order. With resume=true the keys not given are read from the run folder's config.yaml,\n"
+                    "and a given key that differs from it is refused (a run continues with its own settings).",
         epilog=_key_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -98,24 +95,18 @@ def _plan(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m convnext_report`` and the ``convnext-report`` script."""
-    follow_parent()  # a child of packing.train_many: SIGTERM when the parent dies
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_known_args(argv)[0]
     if args.command == "plan":
-        return _plan(args)
+        return _plan(parser.parse_args(argv))
+    # options and key=value pairs in any order (argparse cannot parse a subcommand's arguments intermixed)
+    args = args.command_parser.parse_intermixed_args(argv[argv.index(args.command) + 1:])
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = resume_config(read_settings(args.config, args.overrides))
     except (ValueError, FileNotFoundError) as err:  # before any data is loaded or folder made
-        args.command_parser.error(f"{err}\n(`{args.command_parser.prog} --help` lists every key with its default)")
-    try:
-        run = train(cfg)
-    except Terminated:  # SIGTERM: the run folder says "failed (terminated)"; resume=true continues it
-        print(f"terminated: resume with run_name={cfg.run_name or '<the printed run folder>'} resume=true",
-              file=sys.stderr, flush=True)
-        return 128 + signal.SIGTERM
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: only rank 0 reports
-        print(f"run folder: {run.path}", flush=True)
-    return 0
+        args.command_parser.error(f"{err}\n({args.command_parser.prog} --help lists every key with its default)")
+    return run(cfg)
 
 
 if __name__ == "__main__":

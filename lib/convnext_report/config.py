@@ -2,8 +2,9 @@
 
 A config is built from defaults, then an optional YAML file, then ``key=value``
 overrides (values parsed as YAML scalars, so ``lr=3e-4`` is a float and
-``pretrained=null`` is ``None``). Unknown keys are an error that lists the valid ones; a
-deprecated key (:data:`DEPRECATED_KEYS`) is read as its new name with a ``FutureWarning``.
+``pretrained=null`` is ``None``). Unknown keys are an error that lists the valid ones, and so is a key
+given twice in the file or twice among the overrides; a deprecated key (:data:`DEPRECATED_KEYS`) is
+read as its new name with a ``FutureWarning``.
 
 A config validates itself when it is made (``TrainConfig(...)``, :func:`from_dict`,
 :meth:`TrainConfig.replace`, :func:`load_config`): every key's type comes from its annotation,
@@ -34,8 +35,8 @@ from .validation import (
 
 __all__ = [
     "CROSS_RULES", "DEPRECATED_KEYS", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES",
-    "TrainConfig", "allowed_values", "config_problems", "field_names", "from_dict", "load_config", "parse_overrides",
-    "save_config",
+    "TrainConfig", "allowed_values", "config_problems", "field_names", "format_value", "from_dict", "load_config",
+    "parse_overrides", "read_settings", "save_config",
 ]
 
 
@@ -44,8 +45,8 @@ class TrainConfig:
     """Everything a run needs; every field has a default. Validated when made (see :data:`RULES`)."""
 
     # data
-    dataset: str = "tiny-imagenet-32"  #: a name from ``convnext_report.data.DATASETS``
-    data_dir: str | None = None  #: local parquet root; ``None``: $CONVNEXT_REPORT_DATA, else the hub
+    dataset: str = "tiny-imagenet-32"  #: a name from convnext_report.data.DATASETS
+    data_dir: str | None = None  #: local parquet root; null: $CONVNEXT_REPORT_DATA, else the hub
     image_size: int = 32  #: side of the model input; the pipeline resizes on the device
     train_per_class: int | None = None  #: balanced, seeded subset of the training split
     test_per_class: int | None = None  #: balanced subset of the test split (smoke runs only)
@@ -56,7 +57,7 @@ class TrainConfig:
     normalize_mean: list[float] | None = None  #: per-channel input mean in [0, 1]; None: the dataset's (transfer: set to the backbone's)
     normalize_std: list[float] | None = None  #: per-channel input std; None: the dataset's
     # model
-    model: str = "convnextv2_atto"  #: a ConvNeXt V1 or V2 name, see ``models.MODEL_VARIANTS``
+    model: str = "convnextv2_atto"  #: a ConvNeXt V1 or V2 name, see models.MODEL_VARIANTS
     stem_stride: int = DEFAULT_STEM_STRIDE  #: 4 is the ImageNet stem; 1 or 2 for 32 px inputs
     norm: str = "layernorm"  #: "layernorm" or "dyt"
     dyt_alpha_init: float = 0.5  #: initial DyT alpha
@@ -118,7 +119,8 @@ class TrainConfig:
 
 
 DEVICE = matches(r"auto|cpu|mps|cuda(:\d+)?", 'a device: "auto", "cpu", "cuda", "cuda:N" or "mps"')
-RUN_NAME = matches(r"(?!\.+$)[A-Za-z0-9._-]{1,200}", "a folder name of letters, digits and . _ - (not . or ..)")
+RUN_NAME = matches(r"(?!\.+$)[A-Za-z0-9._-]{1,200}",
+                   "a folder name of 1 to 200 letters, digits and . _ - (not . or ..)")
 
 
 def _channel_stats(low: float, high: float) -> Callable[[list], None]:
@@ -270,17 +272,19 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Parse ``["lr=1e-3", "model=convnextv2_nano"]`` into typed values."""
+    """Parse ``["lr=1e-3", "model=convnextv2_nano"]`` into typed values; a key given twice is an error."""
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ValueError(f"override {pair!r} is not of the form key=value")
-        key, raw = pair.split("=", 1)
+        key, raw = (part.strip() for part in pair.split("=", 1))
+        if key in out:
+            raise ValueError(f"{key} is given twice ({key}={format_value(out[key])} and {pair}): give it once")
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as err:
             raise ValueError(f"override {pair!r}: the value is not valid YAML ({_one_line(err)})") from None
-        out[key.strip()] = _number_or_same(value)
+        out[key] = _number_or_same(value)
     return out
 
 
@@ -294,22 +298,47 @@ def _number_or_same(value: Any) -> Any:
     return value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+def read_settings(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The keys given: the YAML file at ``path`` (if any), then the ``key=value`` overrides on top."""
     values: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise ValueError(f"config file {p} cannot be read as YAML: {_one_line(err)}") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {p} must hold a mapping of key: value")
         values.update({k: _number_or_same(v) for k, v in loaded.items()})
     values.update(parse_overrides(overrides or []))
-    return from_dict(values)
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    return from_dict(read_settings(path, overrides))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (not: the last wins)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {lines[key]} and {key_node.start_mark.line + 1}): "
+                    "give it once", key_node.start_mark)
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def format_value(value: Any) -> str:
+    """``value`` as a YAML scalar or flow collection: null, true, 0.001, [0.5, 0.5, 0.5]."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
 
 
 def _one_line(err: BaseException) -> str:

@@ -30,6 +30,7 @@ with warnings.catch_warnings():  # without ipywidgets, tqdm.auto warns and falls
 
 from .accel import guard_first_step, is_compiled, synchronize
 from .distributed import all_reduce_sum, is_enabled
+from .errors import UserError
 from .evaluation import EvalResult
 from .optim import current_lr
 
@@ -39,8 +40,8 @@ __all__ = ["CHECK_EVERY", "NonFiniteLossError", "autocast", "evaluate", "train_o
 CHECK_EVERY = 20  #: steps between NaN/inf checks (each check is one host-device sync)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+class NonFiniteLossError(UserError, FloatingPointError):
+    """A training or selection loss became NaN or infinite."""
 
 
 def autocast(device: torch.device, amp: bool) -> AbstractContextManager:

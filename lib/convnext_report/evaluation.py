@@ -8,6 +8,7 @@ order the evaluation loader read them in), so figures can show the image next to
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,7 @@ class EvalResult:
                 predictions=z["predictions"].astype(np.int64) if "predictions" in z.files else top5[:, 0].copy(),
                 top5_predictions=top5,
                 confidence=z["confidence"].astype(np.float32),
-                loss=float(summary["loss"]),
+                loss=math.nan if summary["loss"] is None else float(summary["loss"]),  # strict JSON: NaN is null
                 class_names=list(summary["class_names"]),
                 indices=z["indices"].astype(np.int64),
                 split_rows=z["split_rows"].astype(np.int64) if "split_rows" in z.files else None,

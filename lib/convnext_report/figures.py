@@ -2,7 +2,7 @@
 
 Functions return a :class:`matplotlib.figure.Figure` that is already detached from
 pyplot, so a notebook cell that ends with ``figures.plot_x(...)`` shows it exactly once.
-Training figures take a ``Run`` or the frames of :func:`convnext_report.history.history_frame`
+Training figures take a ``Run`` or the frames of :func:`convnext_report.selection.history_frame`
 (``epoch, train_loss, train_acc, selection_loss, selection_acc``; epochs from 1, accuracies in percent).
 """
 
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .evaluation import EvalResult, first_classes, pick_samples  # noqa: E402
-from .history import HISTORY_REQUIRED, history_frame  # noqa: E402
+from .selection import HISTORY_REQUIRED, history_frame  # noqa: E402
 
 __all__ = [
     "CAPTION_POINTS", "COLORS", "GRID_COLUMNS", "plot_alpha", "plot_confusion", "plot_curves", "plot_first_classes", "plot_history", "plot_metric_bars",

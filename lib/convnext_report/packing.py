@@ -2,8 +2,9 @@
 at once (:func:`choose_workers`, from :mod:`convnext_report.workers`).
 
 A ConvNeXt-atto step at 32 px is a few milliseconds of GPU work, so one run leaves most of a large GPU
-idle. ``train_many`` starts up to K ``python -m convnext_report train --config <yaml>`` processes, so
-CUDA state, ``torch.compile`` caches and crashes stay per run. Each child gets ``max(1, C // K)`` CPU
+idle. ``train_many`` starts up to K ``python -m convnext_report.worker <yaml> --parent-pid <pid>``
+processes (:mod:`convnext_report.worker`, the core's entry point), so CUDA state, ``torch.compile``
+caches and crashes stay per run. Each child gets ``max(1, C // K)`` CPU
 threads (C: CPUs this process may use). A run's results do not depend on its neighbours: same seed,
 same history (bit-identical on CPU at the same thread count; see tests/test_packing.py).
 """
@@ -25,13 +26,12 @@ import torch
 
 from .config import TrainConfig, save_config
 from .distributed import resolve_device
-from .interrupts import die_with_parent, sigterm_raises
+from .interrupts import sigterm_raises
 from .runfolder import Run, load_run, read_json
 from .workers import choose_workers, threads_per_worker
 
-__all__ = ["PARENT_ENV", "PackedRunsError", "RunFailure", "choose_workers", "follow_parent", "train_many"]
+__all__ = ["PackedRunsError", "RunFailure", "choose_workers", "train_many"]
 
-PARENT_ENV = "CONVNEXT_REPORT_PARENT_PID"  #: set for the children; they exit when this process dies
 _TAIL_LINES = 25
 _GRACE_SECONDS = 10.0  # after SIGTERM, before SIGKILL
 _POLL_SECONDS = 0.2
@@ -161,13 +161,13 @@ def _plan(configs: list[TrainConfig], log_dir: Path | None) -> list[_Job]:
 
 
 def _child_env(threads: int) -> dict[str, str]:
-    """This environment without torchrun's variables, with thread counts, unbuffered output, this
-    package first on the path, and this process's id (see :func:`follow_parent`)."""
+    """This environment without torchrun's variables, with thread counts, unbuffered output and this
+    package first on the path."""
     env = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
     lib = str(Path(__file__).resolve().parents[1])
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != lib]
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([lib, *paths]), **{PARENT_ENV: str(os.getpid())})
+               PYTHONPATH=os.pathsep.join([lib, *paths]))
     return env
 
 
@@ -175,7 +175,7 @@ def _start(job: _Job, threads: int) -> None:
     """Write the job's config and start its child, output appended to its log."""
     job.log.parent.mkdir(parents=True, exist_ok=True)
     save_config(job.config.replace(progress=False), job.spec)
-    command = [sys.executable, "-m", "convnext_report", "train", "--config", str(job.spec)]
+    command = [sys.executable, "-m", "convnext_report.worker", str(job.spec), "--parent-pid", str(os.getpid())]
     with job.log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
         out.flush()
@@ -225,10 +225,3 @@ def _stop(running: list[_Job]) -> None:
         procs = [p for p in procs if p.poll() is None]
         if not procs:
             return
-
-
-def follow_parent() -> None:
-    """In a child of :func:`train_many` (``$CONVNEXT_REPORT_PARENT_PID`` set): die with the parent."""
-    parent = os.environ.pop(PARENT_ENV, "")
-    if parent.isdigit():
-        die_with_parent(int(parent))

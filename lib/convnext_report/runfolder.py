@@ -1,22 +1,20 @@
-"""A run folder: its files, how a run claims, resumes and checkpoints it, and ``load_run``.
+"""A run folder: its files and checkpoints, how a run claims and resumes it, and ``load_run``.
 
 ``<out_dir>/<run_name>/`` holds (every file written atomically, only by rank 0)::
 
-    config.yaml          the resolved TrainConfig
+    config.yaml          the resolved TrainConfig, written first: it makes the folder a run folder
     log.txt              the log lines also printed to stdout
-    history.csv          one row per epoch (``history.HISTORY_COLUMNS``), epochs from 1
-    record.json          environment, data sizes, timing, best epoch (None until one finished), status and
-                         stop reason
+    history.csv          one row per epoch (``selection.HISTORY_COLUMNS``), epochs from 1
+    record.json          environment, data, timing, best epoch, status, stop reason, pretrained load (strict JSON)
     checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch (``epoch``: its number)
     checkpoint_best.pt   the same, at the epoch of best selection top-1 (held-out images, or the test split)
     eval.json, eval.npz  the reported (test) split, evaluated once with the selected weights
     dyt_alpha.csv        every DyT alpha, for DyT models: epoch 0 the initial values, epoch k after epoch k
-    .lock                while a process owns the folder (``flock``), so two processes never
-                         write one folder
+    .lock                while a process owns the folder (``flock``): two processes never write one folder
 
-Every file is replaced atomically, the latest checkpoint before the best one: a kill at any
-point leaves a folder that ``resume=True`` continues to the same result (a best checkpoint
-that missed its copy is restored from the latest one).
+A folder that is not a run folder is never written into; a run is only continued with its own settings;
+after a kill at any moment ``resume=True`` makes the files agree with the latest checkpoint and continues
+to the same result, or refuses with the choices when it would have to start over.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import torch
@@ -39,29 +37,37 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .atomic import atomic_write, torch_save_atomic, write_json_atomic, write_text_atomic
-from .config import TrainConfig, load_config, save_config
+from .config import TrainConfig, field_names, format_value, from_dict, load_config, save_config
 from .data import ImageTensors
 from .distributed import DistInfo
-from .evaluation import EVAL_JSON, EvalResult
-from .history import HISTORY_COLUMNS
-from .models import build_model_from_config
+from .errors import UserError
+from .evaluation import EVAL_JSON, EVAL_NPZ, EvalResult
+from .models import UnreadableCheckpointError, build_model_from_config
+from .models.pretrained import unreadable_reason
 from .parts import load_data
-
-ALPHA_FILE = "dyt_alpha.csv"
-_LOCK = ".lock"
+from .selection import HISTORY_COLUMNS
 
 __all__ = [
-    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "STORE_MARKER", "Run", "RunFolder",
-    "load_checkpoint", "load_run", "open_folder",
+    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "STORE_MARKER", "Resumed", "Run", "RunFolder",
+    "RunFolderError", "load_checkpoint", "load_run", "open_folder", "read_json", "resume_config",
 ]
 
-#: config keys a resumed run takes from the passed config instead of the saved one
+#: config keys a resumed run may change (where and how it runs, not what it computes)
 RUNTIME_KEYS = ("resume", "progress", "verbose", "device", "compile", "data_dir", "out_dir", "run_name")
 CHECKPOINT_LAST, CHECKPOINT_BEST = "checkpoint_last.pt", "checkpoint_best.pt"
+ALPHA_FILE = "dyt_alpha.csv"
 #: file marking a copy of a run's small files without weights (an entry of the book's result store)
 STORE_MARKER = "store.json"
+_CONFIG, _HISTORY, _RECORD, _LOCK = "config.yaml", "history.csv", "record.json", ".lock"
+#: the files a run writes (their interrupted temporary copies are removed when a process claims the folder)
+_OWN_FILES = (_CONFIG, "log.txt", _HISTORY, _RECORD, CHECKPOINT_LAST, CHECKPOINT_BEST, EVAL_JSON, EVAL_NPZ, ALPHA_FILE)
 
 _log = logging.getLogger("convnext_report.run")
+
+
+class RunFolderError(UserError, RuntimeError):
+    """A run folder that cannot be used as asked (in use, not a run folder, other settings, damaged): nothing
+    was trained or overwritten, and the message lists the choices."""
 
 
 @dataclass
@@ -100,7 +106,7 @@ class Run:
             raise FileNotFoundError(
                 f"{self.path} is a stored run: the result store keeps a run's small files (config, history, "
                 "evaluation, predictions), never its weights. Train the run again to get a model, e.g. "
-                f"`python -m convnext_report train --config {self.path / 'config.yaml'}`.")
+                f"`python -m convnext_report train --config {self.path / _CONFIG}`.")
         ckpt = load_checkpoint(self.path / f"checkpoint_{which}.pt")
         model = build_model_from_config(self.config.replace(pretrained=None), ckpt["num_classes"])
         model.load_state_dict(ckpt["model"])
@@ -114,26 +120,43 @@ class Run:
 def load_run(path: str | Path) -> Run:
     """Read a run folder written by :func:`convnext_report.training.train`."""
     path = Path(path)
-    for name in ("config.yaml", "record.json"):
+    for name in (_CONFIG, _RECORD):
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path} is not a run folder: {name} is missing")
-    history_file = path / "history.csv"
+    history_file = path / _HISTORY
     history = pd.read_csv(history_file).to_dict("records") if history_file.is_file() else []
-    record = read_json(path / "record.json")
-    return Run(path=path, config=load_config(path / "config.yaml"), history=history, record=record,
-               best=best_from_record(record))
+    record = read_json(path / _RECORD)
+    best = {"epoch": record.get("best_epoch"), "selection_acc": record.get("best_selection_top1"),
+            "selection_top5": record.get("best_selection_top5"), "selection_loss": record.get("best_selection_loss")}
+    return Run(path=path, config=load_config(path / _CONFIG), history=history, record=record, best=best)
 
 
-def open_folder(config: TrainConfig, info: DistInfo) -> tuple["RunFolder", TrainConfig, dict | None, bool]:
-    """Claim the run folder: (folder, effective config, checkpoint to resume or None, run already finished).
+def resume_config(given: Mapping[str, Any]) -> TrainConfig:
+    """The defaults with the keys ``given``; with ``resume=true`` and an existing run folder, its saved
+    ``config.yaml`` with them (so only what differs has to be given)."""
+    config = from_dict(dict(given))
+    saved = Path(config.out_dir) / (config.run_name or "") / _CONFIG
+    if not (config.resume and config.run_name and saved.is_file()):
+        return config
+    return load_config(saved).replace(**given)
 
-    Rank 0 creates the folder if needed and takes its lock (``flock``), so a second process with
-    the same run folder fails at once instead of mixing two runs' files. A default name is unique
-    (time and a random suffix). An existing folder is never overwritten: ``resume=True`` continues
-    it from ``checkpoint_last.pt`` (the saved ``config.yaml`` wins over the passed config except
-    for :data:`RUNTIME_KEYS`); a finished run is simply loaded again, and a missing folder starts a
-    new run.
-    """
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a claimed folder holds: nothing (``new``), a stopped run (its last ``checkpoint``, None when no
+    epoch had finished, and ``record``), or a ``finished`` run."""
+
+    new: bool
+    checkpoint: dict[str, Any] | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+
+def open_folder(config: TrainConfig, info: DistInfo) -> tuple["RunFolder", TrainConfig, Resumed]:
+    """Claim the run folder (rank 0 takes its lock): (folder, config with its ``run_name``, what the folder
+    holds). A default name is unique (time and a random suffix). An existing folder is never overwritten:
+    ``resume=True`` continues it when its ``config.yaml`` agrees with ``config`` (but for :data:`RUNTIME_KEYS`),
+    a finished run is loaded again, and a missing folder starts a new run."""
     if config.resume and not config.run_name:
         raise ValueError("resume=True needs run_name: the name of the run folder to continue")
     name = config.run_name or dist_utils.broadcast_object(
@@ -142,34 +165,94 @@ def open_folder(config: TrainConfig, info: DistInfo) -> tuple["RunFolder", Train
     folder = RunFolder(Path(config.out_dir) / name, info.is_main)
     folder.claim()
     try:
-        return (folder, *_resume_state(folder, config, info))
+        return folder, config, _resume_state(folder, config)
     except BaseException:
         folder.release(remove_if_new=True)
         raise
 
 
-def _resume_state(folder: "RunFolder", config: TrainConfig, info: DistInfo) -> tuple[TrainConfig, dict | None, bool]:
+def _resume_state(folder: "RunFolder", config: TrainConfig) -> Resumed:
     path = folder.path
-    exists = any(p.name != _LOCK for p in path.iterdir()) if path.is_dir() else False
+    folder.tidy()
+    files = sorted(p.name for p in path.iterdir() if p.name != _LOCK) if path.is_dir() else []
     dist_utils.barrier()  # every process looked before rank 0 writes
-    if not exists:
-        return config, None, False
+    if not files:
+        return Resumed(new=True)
+    if _CONFIG not in files:
+        shown = ", ".join(files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+        raise RunFolderError(
+            f"{path} is not a run folder: it holds {shown} but no {_CONFIG} (every run folder gets one when its run "
+            "starts), so nothing was written into it. Choose another run_name or out_dir.")
     if not config.resume:
         raise FileExistsError(f"run folder {path} already exists: pass resume=True to continue it, "
                               "or choose a new run_name")
-    if read_json(path / "record.json").get("status") == "finished":
-        return config, None, True
-    ckpt = None
-    if (path / CHECKPOINT_LAST).is_file():
-        saved = load_config(path / "config.yaml")
-        runtime = {k: getattr(config, k) for k in RUNTIME_KEYS}
-        ignored = sorted(k for k in saved.to_dict() if k not in runtime and getattr(saved, k) != getattr(config, k))
-        if ignored and info.is_main:
-            print(f"resume: keeping the saved config.yaml values of {ignored}", file=sys.stderr)
-        config = saved.replace(**runtime)
-        ckpt = load_checkpoint(path / CHECKPOINT_LAST)
-        folder.repair_best(ckpt)
-    return config, ckpt, False
+    record = read_json(path / _RECORD)
+    finished = record.get("status") == "finished"
+    _check_settings(load_config(path / _CONFIG), config, path, finished)
+    if finished:
+        return Resumed(new=False, record=record, finished=True)
+    ckpt = _last_checkpoint(path, record)
+    if ckpt is not None:
+        best = ckpt["best"]["epoch"]
+        copy_best = _checkpoint_epoch(path / CHECKPOINT_BEST) != best
+        if copy_best and best != ckpt["epoch"]:
+            raise RunFolderError(
+                f"{path / CHECKPOINT_BEST} does not hold the best epoch {best} (it is missing or damaged), and "
+                f"{CHECKPOINT_LAST} is at epoch {ckpt['epoch']}: the best epoch's weights are lost, so nothing was "
+                "trained. Train the run again under a new run_name.")
+        folder.sync(ckpt, copy_best=copy_best)
+    return Resumed(new=False, checkpoint=ckpt, record=record)
+
+
+def _check_settings(saved: TrainConfig, given: TrainConfig, path: Path, finished: bool) -> None:
+    """Refuse to resume with settings that differ from the saved ones (other than :data:`RUNTIME_KEYS`)."""
+    changed = [k for k in field_names() if k not in RUNTIME_KEYS and getattr(saved, k) != getattr(given, k)]
+    if not changed:
+        return
+    shown = "; ".join(f"{k}: saved {format_value(getattr(saved, k))}, given {format_value(getattr(given, k))}"
+                      for k in changed)
+    why = ("it finished, and a finished run is never trained again" if finished else
+           "a run continues with the settings it started with")
+    longer = (" For more epochs, start a new run with the new epochs (the learning-rate schedule spans all epochs, "
+              "so a longer run is a different run)." if "epochs" in changed else "")
+    raise RunFolderError(
+        f"run folder {path} holds a run with other settings ({shown}): {why}, so nothing was trained. Give the "
+        f"saved values (on the command line, leave them out: 'train run_name={path.name} resume=true' continues with "
+        f"its {_CONFIG}), or start a new run under a new run_name.{longer}")
+
+
+def _last_checkpoint(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """``checkpoint_last.pt``, or None when no epoch finished; refused when damaged, or missing after epochs."""
+    last = path / CHECKPOINT_LAST
+    if last.is_file():
+        try:
+            return load_checkpoint(last)
+        except UnreadableCheckpointError as err:
+            raise RunFolderError(f"{err}; nothing was trained. {_choices(path)}") from err
+    done = [n for n in (CHECKPOINT_BEST, _HISTORY) if (path / n).is_file()]
+    if done or record.get("epochs_run"):
+        raise RunFolderError(
+            f"{last} is missing, but the run has finished epochs ({', '.join(done) or _RECORD}): resuming would "
+            f"start it again from epoch 1 and overwrite them, so nothing was trained. {_choices(path)}")
+    return None
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds, or None when it is missing or damaged."""
+    try:
+        return int(load_checkpoint(path)["epoch"])
+    except (FileNotFoundError, UnreadableCheckpointError):
+        return None
+
+
+def _choices(path: Path) -> str:
+    """What a user can do when ``checkpoint_last.pt`` cannot be used."""
+    best, epoch = path / CHECKPOINT_BEST, _checkpoint_epoch(path / CHECKPOINT_BEST)
+    if epoch is None:
+        return "No intact checkpoint is left: train the run again under a new run_name (this folder stays as it is)."
+    return (f"{best} (epoch {epoch}) is intact: to continue from it (the epochs after {epoch} are trained again, to "
+            f"the same result), copy it: cp {best} {path / CHECKPOINT_LAST}, then resume again; or train the run "
+            "again under a new run_name.")
 
 
 @dataclass
@@ -190,15 +273,32 @@ class RunFolder:
                 self.created = True
             except FileExistsError:
                 if not self.path.is_dir():
-                    raise FileExistsError(f"{self.path} exists and is not a folder") from None
+                    raise RunFolderError(f"{self.path} exists and is not a folder: choose another run_name") from None
+            except OSError as err:
+                raise RunFolderError(f"cannot create the run folder {self.path} ({err.strerror}): out_dir must be "
+                                     "a folder this process can write") from err
             fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise RuntimeError(f"run folder {self.path} is in use by another process; wait for it to finish "
-                                   "or choose another run_name") from None
+                raise RunFolderError(f"run folder {self.path} is in use by another process; wait for it to finish "
+                                     "or choose another run_name") from None
             self._lock_fd = fd
+        dist_utils.barrier()
+
+    def tidy(self) -> None:
+        """Put right what a killed process left (this process holds the lock: nothing else writes here):
+        remove the temporary files of writes it cut short, and mark a record that still says "running"
+        as failed ("killed")."""
+        if self.is_main:
+            for tmp in self.path.glob(".*.tmp"):
+                if tmp.name.startswith(tuple(f".{name}." for name in _OWN_FILES)):
+                    tmp.unlink(missing_ok=True)
+            record = read_json(self.path / _RECORD)
+            if record.get("status") == "running":
+                self.write_record({**record, "status": "failed", "stop_reason": "killed", "error": (
+                    "the process running it ended without a word (SIGKILL, out of memory or a power loss)")})
         dist_utils.barrier()
 
     def release(self, *, remove_if_new: bool = False) -> None:
@@ -220,13 +320,13 @@ class RunFolder:
         """Write config.yaml (new runs) and send the log to log.txt (and stdout when ``config.verbose``)."""
         if self.is_main:
             if new:
-                atomic_write(self.path / "config.yaml", lambda p: save_config(config.replace(resume=False), p))
+                atomic_write(self.path / _CONFIG, lambda p: save_config(config.replace(resume=False), p))
             self.log_handlers = _attach_log(self.path / "log.txt", stdout=config.verbose)
         dist_utils.barrier()
 
     def write_record(self, record: dict[str, Any]) -> None:
         if self.is_main:
-            write_json_atomic(self.path / "record.json", record)
+            write_json_atomic(self.path / _RECORD, record)
 
     def save_epoch(self, state: dict[str, Any], history: list[dict[str, float]], improved: bool) -> None:
         """``checkpoint_last.pt``, then (when ``improved``) ``checkpoint_best.pt``, then history.csv."""
@@ -234,18 +334,26 @@ class RunFolder:
             torch_save_atomic(state, self.path / CHECKPOINT_LAST)
             if improved:
                 self._copy_last_to_best()
-            write_text_atomic(self.path / "history.csv",
-                              pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_csv(index=False))
+            self._write_history(history)
         dist_utils.barrier()
 
-    def repair_best(self, last: dict[str, Any]) -> None:
-        """After a kill between the two checkpoint writes of an epoch, ``checkpoint_last.pt`` names
-        itself the best epoch but ``checkpoint_best.pt`` is older: copy the latest onto it."""
-        if not self.is_main or last["best"]["epoch"] != last["epoch"]:
+    def sync(self, last: dict[str, Any], *, copy_best: bool) -> None:
+        """Make the files agree with ``last`` (the latest checkpoint) after a kill: history.csv is its history,
+        dyt_alpha.csv ends at its epoch, and (``copy_best``: a kill between the two checkpoint writes of the
+        best epoch) checkpoint_best.pt becomes a copy of it."""
+        if not self.is_main:
             return
-        best = self.path / CHECKPOINT_BEST
-        if not best.is_file() or load_checkpoint(best)["epoch"] != last["epoch"]:
+        self._write_history(last["history"])
+        alphas = self.path / ALPHA_FILE
+        if alphas.is_file():
+            frame = pd.read_csv(alphas)
+            write_text_atomic(alphas, frame[frame["epoch"] <= last["epoch"]].to_csv(index=False))
+        if copy_best:
             self._copy_last_to_best()
+
+    def _write_history(self, history: list[dict[str, float]]) -> None:
+        frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+        write_text_atomic(self.path / _HISTORY, frame.to_csv(index=False))
 
     def _copy_last_to_best(self) -> None:
         atomic_write(self.path / CHECKPOINT_BEST, lambda p: shutil.copyfile(self.path / CHECKPOINT_LAST, p))
@@ -280,15 +388,21 @@ def _attach_log(file: Path, *, stdout: bool) -> list[logging.Handler]:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint this library wrote (weights only); a damaged one is an error that says why."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise UnreadableCheckpointError(f"checkpoint {path} cannot be read: {unreadable_reason(path, err)}") from err
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def best_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    return {"epoch": record.get("best_epoch"), "selection_acc": record.get("best_selection_top1"),
-            "selection_top5": record.get("best_selection_top5"), "selection_loss": record.get("best_selection_loss")}
+    """The JSON object in ``path`` ({} when there is no file); a damaged file is an error naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise RunFolderError(f"{path} cannot be read as JSON ({err}): it was changed or damaged outside this "
+                             "library; repair it, or train the run again under a new run_name") from None

@@ -1,19 +1,39 @@
-"""Which epoch a run keeps: the per-epoch history, the best epoch on the selection split, patience.
+"""A run's per-epoch history and which epoch it keeps: the best epoch on the selection split, patience.
 
-The best epoch is the one with the highest top-1 on the selection split (held-out training images,
-or the test split with ``selection="test"``); ties keep the earlier epoch. Early stopping ends a
-run ``patience`` epochs after its last improvement.
+``history.csv`` has one row per epoch (:data:`HISTORY_COLUMNS`). ``selection_*`` is the split that
+selects the epoch: a held-out part of the training split (``selection="holdout"``, the default) or the
+test split itself (``selection="test"``, the sources' protocol). ``test_*`` is the reported split,
+filled every epoch only when it is the selection split or ``test_every_epoch`` is set (else NaN): it
+shows what selecting on the reported split would have reported, and is never used to select.
+``grad_norm`` is the mean global gradient norm of the epoch's steps (NaN when not measured).
+
+The best epoch is the one with the highest selection top-1 (ties keep the earlier epoch); early
+stopping ends a run ``patience`` epochs after its last improvement. Epochs count from 1 and
+accuracies are fractions in [0, 1], as the loop writes them; tables and figures show percent.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
+from .engine import NonFiniteLossError
 from .evaluation import EvalResult
 
-__all__ = ["Selection"]
+__all__ = ["HISTORY_COLUMNS", "HISTORY_REQUIRED", "Selection", "history_frame"]
+
+#: one row per epoch, in this order, in ``history.csv``
+HISTORY_COLUMNS = (
+    "epoch", "train_loss", "train_acc", "selection_loss", "selection_acc", "selection_top5", "test_loss", "test_acc",
+    "ema_selection_acc", "lr", "grad_norm", "grad_norm_max", "seconds", "images_per_second",
+)
+#: the columns every figure and table needs
+HISTORY_REQUIRED = ("epoch", "train_loss", "train_acc", "selection_loss", "selection_acc")
+_PERCENT = ("train_acc", "selection_acc", "test_acc", "ema_selection_acc")
 
 
 @dataclass
@@ -27,7 +47,12 @@ class Selection:
     best_test: EvalResult | None = None  #: the test split at the best epoch, when it was evaluated then
 
     def add(self, row: dict[str, float], selected: EvalResult, test: EvalResult | None) -> bool:
-        """Append an epoch's row (``selected``: its selection split); True when it is the new best epoch."""
+        """Append an epoch's row (``selected``: its selection split); True when it is the new best epoch.
+        A selection loss that is not finite is never a result: :class:`NonFiniteLossError`, nothing added."""
+        if not math.isfinite(selected.loss):
+            raise NonFiniteLossError(
+                f"selection loss is {selected.loss} after epoch {row['epoch']} (the weights diverged): lower the "
+                "learning rate or set grad_clip (e.g. grad_clip=1.0)")
         self.history.append(row)
         improved = self.best["epoch"] is None or selected.top1 > self.best["selection_acc"]
         if improved:
@@ -52,3 +77,19 @@ class Selection:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history, self.best = list(state["history"]), dict(state["best"])
         self.since_best, self.best_test = int(state["since_best"]), None
+
+
+def history_frame(history: Sequence[Mapping[str, Any]] | pd.DataFrame | Any) -> pd.DataFrame:
+    """A run's history (a ``Run``, its ``history`` list or a frame) with accuracies in %."""
+    if hasattr(history, "history"):
+        history = history.history
+    frame = history.copy() if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    if frame.empty:
+        raise ValueError("the run has no finished epoch yet (empty history)")
+    missing = [c for c in HISTORY_REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"history lacks columns {missing}; columns: {list(frame.columns)}")
+    for col in _PERCENT:
+        if col in frame.columns:
+            frame[col] = 100.0 * frame[col]
+    return frame

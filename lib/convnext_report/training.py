@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
@@ -28,21 +31,13 @@ from .evaluation import EvalResult
 from .frozen import HeadOnly
 from .interrupts import Terminated, sigterm_raises
 from .models import dyt_alphas
-from .parts import Parts, build_parts, wrap_model
-from .resume import checkpoint, restore
-from .runfolder import (
-    CHECKPOINT_BEST,
-    CHECKPOINT_LAST,
-    Run,
-    RunFolder,
-    load_checkpoint,
-    load_run,
-    open_folder,
-    read_json,
-)
+from .models.pretrained import load_record
+from .optim import set_implementation
+from .parts import Parts, build_parts, seed_everything, wrap_model
+from .runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, Resumed, Run, RunFolder, load_checkpoint, load_run, open_folder
 from .selection import Selection
 
-__all__ = ["train"]
+__all__ = ["checkpoint", "restore", "rng_state", "set_rng_state", "train"]
 
 _log = logging.getLogger("convnext_report.run")
 
@@ -60,10 +55,10 @@ def train(config: TrainConfig, *, on_epoch_end: Callable[[dict[str, float]], Non
     started = False
     try:
         with sigterm_raises():
-            folder, config, ckpt, finished = open_folder(config, info)
-            if finished:
+            folder, config, resumed = open_folder(config, info)
+            if resumed.finished:
                 return load_run(folder.path)
-            session = _Session(config, folder, info, ckpt, on_epoch_end)
+            session = _Session(config, folder, info, resumed, on_epoch_end)
             session.setup()
             started = True
             return session.loop()
@@ -76,14 +71,16 @@ def train(config: TrainConfig, *, on_epoch_end: Callable[[dict[str, float]], Non
 class _Session:
     """State of one ``train`` call: :meth:`setup` builds the parts, :meth:`loop` runs the epochs."""
 
-    def __init__(self, config: TrainConfig, folder: RunFolder, info: DistInfo, ckpt: dict | None,
+    def __init__(self, config: TrainConfig, folder: RunFolder, info: DistInfo, resumed: Resumed,
                  on_epoch_end: Callable[[dict[str, float]], None] | None) -> None:
-        self.config, self.folder, self.info, self.ckpt, self.on_epoch_end = config, folder, info, ckpt, on_epoch_end
+        self.config, self.folder, self.info, self.on_epoch_end = config, folder, info, on_epoch_end
+        self.resumed, self.ckpt = resumed, resumed.checkpoint
         self.t0 = time.perf_counter()
-        # a resumed run keeps the start time of its first session
-        self.start_time = (read_json(folder.path / "record.json").get("start_time") if ckpt else None) or now_iso()
+        # a resumed run keeps the start time of its first session and counts its sessions
+        self.start_time = resumed.record.get("start_time") or now_iso()
+        self.sessions = (resumed.record.get("sessions") or 0) + 1
         self.selection = Selection()
-        self.elapsed_before, self.sessions = 0.0, 1
+        self.elapsed_before = 0.0
 
     def setup(self) -> None:
         c, info = self.config, self.info
@@ -92,10 +89,9 @@ class _Session:
         self.ema = ModelEmaV3(p.model, decay=c.model_ema_decay) if c.model_ema else None
         start = 1
         if self.ckpt is not None:
-            start, self.elapsed_before, self.sessions = restore(self.ckpt, p, self.selection, self.ema, config=c,
-                                                                info=info)
+            start, self.elapsed_before = restore(self.ckpt, p, self.selection, self.ema, config=c, info=info)
         self.train_model, self.eval_model = wrap_model(p.model, fast_path=p.fast_path, info=info, compile=c.compile)
-        self.folder.create(c, new=self.ckpt is None)
+        self.folder.create(c, new=self.resumed.new)
         if self.ckpt is None:
             self.folder.write_alphas(0, dyt_alphas(p.model))
         self.record = _new_record(c, p, info, self.folder, self.start_time, self.sessions)
@@ -110,24 +106,30 @@ class _Session:
                   self.record["params_total"] / 1e6, self.record["params_trainable"] / 1e6, p.data_seconds,
                   "from cache" if p.data_from_cache else "decoded",
                   " | frozen backbone: features cached once" if p.fast_path else "")
+        loaded = self.record["pretrained_load"]
+        if loaded is not None:
+            _log.info("pretrained %s: %d tensors loaded; left at their initialisation: %s; resampled: %s%s",
+                      loaded["source"], loaded["loaded"], ", ".join(loaded["reinitialised"]) or "none",
+                      "; ".join(loaded["resampled"]) or "none", "".join(f"; {n}" for n in loaded["notes"]))
         if self.ckpt is not None:
             best = self.selection.best
-            _log.info("resuming at epoch %d/%d (best so far: epoch %d/%d, selection top-1 %.4f)", start, c.epochs,
-                      best["epoch"], c.epochs, best["selection_acc"])
+            _log.info("resuming after epoch %d/%d (best so far: epoch %d, selection top-1 %.4f)", start - 1, c.epochs,
+                      best["epoch"], best["selection_acc"])
         self.start_epoch = start
 
     def loop(self) -> Run:
-        c = self.config
+        c, epoch = self.config, self.start_epoch
         self._write_record()
-        stop_reason = "epochs"
         try:
-            for epoch in range(self.start_epoch, c.epochs + 1):
+            # checked first too: a run killed after its early-stopping epoch resumes straight into finishing
+            while not self.selection.should_stop(c.early_stopping_patience) and epoch <= c.epochs:
                 self._epoch(epoch)
-                if self.selection.should_stop(c.early_stopping_patience):
-                    stop_reason = "early_stopping"
-                    _log.info("early stopping: no selection top-1 improvement for %d epochs (best epoch %d/%d)",
-                              c.early_stopping_patience, self.selection.best["epoch"], c.epochs)
-                    break
+                epoch += 1
+            stop_reason = "epochs"
+            if self.selection.should_stop(c.early_stopping_patience):
+                stop_reason = "early_stopping"
+                _log.info("early stopping: no selection top-1 improvement for %d epochs (best epoch %d/%d)",
+                          c.early_stopping_patience, self.selection.best["epoch"], c.epochs)
             return self._finish(stop_reason)
         except NonFiniteLossError as err:
             last = self.selection.history[-1]["epoch"] if self.selection.history else None
@@ -167,9 +169,9 @@ class _Session:
                "images_per_second": stats["images_per_second"]}
         improved = self.selection.add(row, selected, test)
         state = checkpoint(p, self.selection, self.ema, epoch=epoch, config=c, device=self.info.device,
-                           elapsed=self.elapsed_before + time.perf_counter() - self.t0, sessions=self.sessions)
+                           elapsed=self.elapsed_before + time.perf_counter() - self.t0)
+        self.folder.write_alphas(epoch, dyt_alphas(p.model))  # before the checkpoint: a resume trims it to it
         self.folder.save_epoch(state, self.selection.history, improved)
-        self.folder.write_alphas(epoch, dyt_alphas(p.model))
         self._write_record()
         _log.info("epoch %d/%d  train loss %.4f acc %.4f | selection loss %.4f acc %.4f top5 %.4f | lr %.2e | "
                   "%.1fs, %.0f img/s%s", epoch, c.epochs, row["train_loss"], row["train_acc"],
@@ -254,4 +256,59 @@ def _new_record(config: TrainConfig, parts: Parts, info: DistInfo, folder: RunFo
         "frozen_feature_fast_path": p.fast_path, "data_seconds": round(p.data_seconds, 3),
         "data_from_cache": p.data_from_cache,
         **environment_record(info.device, world_size=info.world_size), "extra": c.extra,
+        "pretrained_load": load_record(p.model.pretrained_report) if p.model.pretrained_report else None,
     }
+
+
+def checkpoint(parts: Parts, selection: Selection, ema: Any | None, *, epoch: int, config: TrainConfig,
+               device: torch.device, elapsed: float) -> dict[str, Any]:
+    """Everything a resumed run needs after epoch ``epoch`` (1-based: the number of the last finished epoch):
+    model, optimiser, schedule and EMA states, the selection so far, the generators' states, the time spent.
+    With the same seed and data a resumed run repeats the uninterrupted one."""
+    return {
+        "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(), "epoch": epoch, **selection.state_dict(),
+        "rng": rng_state(device), "elapsed": elapsed, "num_classes": parts.num_classes,
+        "config": config.to_dict(), **({"model_ema": ema.module.state_dict()} if ema is not None else {}),
+    }
+
+
+def restore(ckpt: dict[str, Any], parts: Parts, selection: Selection, ema: nn.Module | None, *,
+            config: TrainConfig, info: DistInfo) -> tuple[int, float]:
+    """Load ``ckpt`` into the parts, selection and EMA: (epoch to continue at, 1-based; seconds spent)."""
+    parts.model.load_state_dict(ckpt["model"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    set_implementation(parts.optimizer, info.device)  # fused/foreach for this device, not the saved one
+    parts.scheduler.load_state_dict(ckpt["scheduler"])
+    if ema is not None:
+        ema.module.load_state_dict(ckpt["model_ema"])
+    selection.load_state_dict(ckpt)
+    if info.is_main:
+        set_rng_state(ckpt["rng"], info.device)
+    else:
+        seed_everything(config.seed + info.rank + 7919 * ckpt["epoch"])
+    return int(ckpt["epoch"]) + 1, float(ckpt["elapsed"])
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, NumPy, torch and (on CUDA) this device's generator states, as plain types and tensors.
+
+    Only the run's own CUDA device: a checkpoint written on a machine with more GPUs resumes on one
+    with fewer."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],
+             "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved (the CUDA state onto ``device``, when both are CUDA)."""
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, (list, tuple)) else cuda, device)

@@ -15,20 +15,14 @@ import torch
 from .config import TrainConfig
 from .data.registry import DATASETS
 from .distributed import resolve_device
-from .models import build_model_from_config
+from .models import build_model_from_config, model_options
 
-__all__ = [
-    "MAX_WORKERS", "WORKERS_ENV", "choose_workers", "estimate_run_bytes", "threads_per_worker", "usable_cpus",
-    "workers_for_memory",
-]
+__all__ = ["MAX_WORKERS", "choose_workers", "estimate_run_bytes", "threads_per_worker", "usable_cpus",
+           "workers_for_memory"]
 
-WORKERS_ENV = "CONVNEXT_REPORT_WORKERS"  #: overrides the rule of :func:`choose_workers`
 MAX_WORKERS = 8
 _FREE_FRACTION = 0.9  # of the free GPU memory that runs may plan on
 _CONTEXT_BYTES = 3 << 29  # 1.5 GiB per process: CUDA context (~0.5 GiB), cuBLAS/cuDNN and compile workspaces
-_FULL_SPLITS = (100_000, 10_000)  # train/test images when no per_class subset is set (Tiny-ImageNet, the largest)
-#: the config keys that decide a model's parameters and activations (the memory estimate's cache key)
-_SHAPE_KEYS = ("model", "stem_stride", "image_size", "norm", "head", "head_num_heads", "freeze_backbone")
 
 
 def usable_cpus() -> int:
@@ -50,9 +44,9 @@ def workers_for_memory(free_bytes: int, run_bytes: int, runs: int, cpus: int, ca
 
 @functools.lru_cache(maxsize=64)
 def _model_bytes(shape: tuple, num_classes: int) -> tuple[int, int]:
-    """(parameters, bytes saved for backward per image in fp32) of the model that the ``_SHAPE_KEYS``
-    values ``shape`` build, traced on the meta device (no memory, no weights loaded)."""
-    model_config = TrainConfig(**dict(zip(_SHAPE_KEYS, shape)))
+    """(parameters, bytes saved for backward per image in fp32) of the model of the config fields ``shape``
+    (model, image size and the model options, without pretrained weights), traced on the meta device."""
+    model_config = TrainConfig(**dict(shape))
     with torch.device("meta"):
         model = build_model_from_config(model_config, num_classes)
     model.train()
@@ -80,18 +74,20 @@ def estimate_run_bytes(config: TrainConfig) -> int:
 
     * ``_CONTEXT_BYTES`` (1.5 GiB): each process's CUDA context (about 0.5 GiB on Hopper with lazy module
       loading) plus cuBLAS/cuDNN workspaces and ``torch.compile`` autotuning buffers;
-    * the uint8 images :class:`~convnext_report.data.DeviceLoader` keeps on the GPU: the subset's
-      size when ``train_per_class``/``test_per_class`` are set, else 100k + 10k images (the largest dataset);
+    * the uint8 images :class:`~convnext_report.data.DeviceLoader` keeps on the GPU: the train and test
+      images per class (``train_per_class``/``test_per_class``, else the registry's full splits) x classes;
     * parameters x (4 B weights + 4 B gradients + optimiser state: 8 B Adam(W)/RAdam, 4 B SGD; + 4 B EMA);
     * activations: the bytes autograd saves per image, traced on the meta device in fp32 (bf16 autocast
       saves less; tensors saved by two ops count twice, so this errs high) x ``batch_size`` x 2, for the
       activation gradients of the backward pass and the caching allocator's rounding.
     """
-    classes = config.max_classes or DATASETS[config.dataset].num_classes
-    params, per_image = _model_bytes(tuple(getattr(config, k) for k in _SHAPE_KEYS), classes)
-    side = DATASETS[config.dataset].native_size
-    n_train = config.train_per_class * classes if config.train_per_class else _FULL_SPLITS[0]
-    n_test = config.test_per_class * classes if config.test_per_class else _FULL_SPLITS[1]
+    spec = DATASETS[config.dataset]
+    classes = config.max_classes or spec.num_classes
+    shape = {"model": config.model, "image_size": config.image_size, **model_options(config), "pretrained": None}
+    params, per_image = _model_bytes(tuple(shape.items()), classes)
+    side = spec.native_size
+    n_train = (config.train_per_class or spec.per_class["train"]) * classes
+    n_test = (config.test_per_class or spec.per_class["test"]) * classes
     per_param = 8 + (4 if config.optimizer == "sgd" else 8) + (4 if config.model_ema else 0)
     return (_CONTEXT_BYTES + (n_train + n_test) * 3 * side * side + params * per_param
             + 2 * per_image * config.batch_size)
@@ -101,7 +97,7 @@ def choose_workers(configs: Sequence[TrainConfig], device: str | torch.device = 
                    workers: int | None = None) -> int:
     """How many of ``configs`` to train at once on ``device``.
 
-    1. ``workers`` if given, else ``$CONVNEXT_REPORT_WORKERS`` if set: that many, at most ``len(configs)``.
+    1. ``workers`` if given: that many, at most ``len(configs)``.
     2. CPU (any device but CUDA): 1. Processes on the same cores share them; measure before raising it.
     3. CUDA: as many as fit in 90% of the free memory (``torch.cuda.mem_get_info``) at
        :func:`estimate_run_bytes` of the largest run each, at most 8, the usable CPUs and ``len(configs)``;
@@ -110,12 +106,6 @@ def choose_workers(configs: Sequence[TrainConfig], device: str | torch.device = 
     n = len(configs)
     if n == 0:
         return 1
-    if workers is None and os.environ.get(WORKERS_ENV, "").strip():
-        raw = os.environ[WORKERS_ENV].strip()
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"{WORKERS_ENV}={raw!r} is not a whole number >= 1: unset it, or set e.g. "
-                             f"{WORKERS_ENV}=4")
-        workers = int(raw)
     if workers is not None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1 (or None to choose), got {workers}")

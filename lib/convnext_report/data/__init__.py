@@ -17,11 +17,11 @@ from .augment import (
 from .classnames import class_names
 from .cache import cache_root
 from .decode import CorruptImageError
-from .load import ImageTensors, dataset_summary, load_split
+from .load import ImageTensors, load_split
 from .loader import DeviceLoader
 from .sampler import EpochSampler
 from .registry import DATASETS, DatasetSpec, get_dataset_spec
-from .sources import DATA_ENV, DatasetUnavailableError, open_split, resolve_data_root, split_source
+from .sources import DATA_ENV, DataError, DatasetUnavailableError, resolve_data_root, split_source
 from .subsets import balanced_subset, first_k_classes
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "DATA_ENV",
     "BatchTransform",
     "CorruptImageError",
+    "DataError",
     "DatasetSpec",
     "DatasetUnavailableError",
     "DeviceLoader",
@@ -38,13 +39,11 @@ __all__ = [
     "balanced_subset",
     "cache_root",
     "class_names",
-    "dataset_summary",
     "first_k_classes",
     "get_dataset_spec",
     "load_split",
     "make_eval_transform",
     "make_train_transform",
-    "open_split",
     "parse_randaugment",
     "random_crop",
     "random_hflip",

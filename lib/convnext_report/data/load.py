@@ -14,7 +14,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +25,10 @@ from .classnames import readable_names
 from .cache import cache_key, cache_root, file_sha256, load_entry, save_entry
 from .decode import CorruptImageError, decode_images
 from .registry import get_dataset_spec
-from .sources import SplitData, SplitSource, split_source
+from .sources import DataError, SplitData, SplitSource, split_source
 from .subsets import select_rows
 
-__all__ = ["ImageTensors", "dataset_summary", "load_split"]
+__all__ = ["ImageTensors", "load_split"]
 
 _FORMAT = 2  # bump when the decoded layout changes (2: a checksum record beside every entry)
 
@@ -156,17 +155,8 @@ def load_split(
 
 
 def _num_rows(source: SplitSource, ds: SplitData | None) -> int:
-    """Rows of the split: the loaded hub dataset's, else the sum over the parquet footers."""
-    if ds is not None:
-        return len(ds)
-    try:
-        return sum(source.row_counts())
-    except pa.ArrowException as err:
-        files = ", ".join(f.name for f in source.files)
-        raise ValueError(
-            f"{source.spec.name} {source.split} split: a parquet file in {source.describe()} ({files}) cannot "
-            f"be read ({err}): {_fix_hint(source)}"
-        ) from err
+    """Rows of the split: the loaded hub dataset's, else the sum over the (checked) parquet footers."""
+    return len(ds) if ds is not None else sum(source.row_counts())
 
 
 def _cached_images(path: Path, num_rows: int, size: int) -> torch.Tensor | None:
@@ -210,10 +200,10 @@ def _first_bad_label(labels: torch.Tensor, num_classes: int) -> int | None:
     return int(bad[0, 0]) if len(bad) else None
 
 
-def _bad_label(source: SplitSource, row: int, value: str, expected: str) -> ValueError:
+def _bad_label(source: SplitSource, row: int, value: str, expected: str) -> DataError:
     spec = source.spec
     file, file_row = source.file_of_row(row)
-    return ValueError(
+    return DataError(
         f"{spec.name} {source.split} split ({source.split_name}): the label (column {spec.label_column!r}) "
         f"at row {row} (row {file_row} of {file}) is {value}; expected {expected} ({spec.name} has "
         f"{spec.num_classes} classes). The data is corrupt or not {spec.name}: {_fix_hint(source)}. "
@@ -240,33 +230,8 @@ def _decode(source: SplitSource, ds: SplitData, rows: torch.Tensor | None) -> to
     except CorruptImageError as err:
         row = int(rows[err.row]) if rows is not None else err.row
         file, file_row = source.file_of_row(row)
-        raise ValueError(
+        raise DataError(
             f"{spec.name} {source.split} split ({source.split_name}): the image at row {row} "
             f"(row {file_row} of {file}) cannot be decoded ({err.reason}). The data is corrupt: "
             f"{_fix_hint(source)}. Nothing was cached."
         ) from err
-
-
-def dataset_summary(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Counts per split, image size and source of a dataset, without decoding images."""
-    spec = get_dataset_spec(dataset)
-    sources = {s: split_source(spec, s, data_dir) for s in spec.splits}
-    if any(s.is_hub for s in sources.values()):
-        import datasets
-
-        info = datasets.load_dataset_builder(spec.hub_id).info
-        counts = {s: int(info.splits[src.split_name].num_examples) for s, src in sources.items()}
-        origin = f"hub:{spec.hub_id}"
-    else:
-        counts = {s: sum(src.row_counts()) for s, src in sources.items()}
-        origin = str(sources["train"].files[0].parent)
-    return {
-        "dataset": spec.name,
-        "description": spec.description,
-        "source": origin,
-        "hub_id": spec.hub_id,
-        "num_classes": spec.num_classes,
-        "image_size": spec.native_size,
-        "splits": counts,
-        "split_names": dict(spec.splits),
-    }

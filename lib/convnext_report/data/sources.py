@@ -5,7 +5,8 @@ The data root is, in order: the ``data_dir`` argument, ``$CONVNEXT_REPORT_DATA``
 in the hub's schema, read with pyarrow alone (labels from the label column, class names from the
 ``ClassLabel`` in the schema's ``huggingface`` metadata), so local data needs no ``datasets``
 package. The hub is read with ``datasets.load_dataset(spec.hub_id, split=...)``; ``datasets`` is
-imported only on that path (it takes seconds to import and a machine may not have it).
+imported only on that path (it takes seconds to import and a machine may not have it). A bad shard is a
+:class:`DataError` naming it; a hub that cannot serve the data fails at once, saying how to use local data.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import UserError
 from .registry import DatasetSpec, get_dataset_spec
 
-__all__ = ["DATA_ENV", "DatasetUnavailableError", "HUB", "SplitData", "SplitSource", "hub_offline", "open_split",
+__all__ = ["DATA_ENV", "DataError", "DatasetUnavailableError", "HUB", "SplitData", "SplitSource", "hub_offline",
            "resolve_data_root", "split_source"]
 
 DATA_ENV = "CONVNEXT_REPORT_DATA"
@@ -28,8 +30,13 @@ HUB = "hub"  #: pass ``data_dir="hub"`` to read from the hub even when $CONVNEXT
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-class DatasetUnavailableError(RuntimeError):
-    """The hub could not serve a dataset (offline, no network, not cached)."""
+class DatasetUnavailableError(UserError, RuntimeError):
+    """The hub could not serve a dataset (no ``datasets`` package, offline and not cached, unreachable)."""
+
+
+class DataError(UserError, ValueError):
+    """A data file does not hold what its dataset needs (a column, rows, valid labels or images); the
+    message names the file and what is expected."""
 
 
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -104,8 +111,28 @@ class SplitSource:
         return str(self.files[0].parent)
 
     def row_counts(self) -> list[int]:
-        """Rows per local shard, from the parquet footers (no decoding)."""
-        return [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        """Rows per local shard, from the footers; a shard that is not parquet, lacks (the type of) the image
+        or label column or has no rows is a :class:`DataError`."""
+        return [self._shard_rows(f) for f in self.files]
+
+    def _shard_rows(self, file: Path) -> int:
+        spec, where = self.spec, f"{self.spec.name} {self.split} split: {file}"
+        try:
+            shard = pq.ParquetFile(file)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{where} cannot be read as parquet ({err}): re-download or replace it") from err
+        schema, expected = shard.schema_arrow, f"as in {spec.hub_id}'s parquet files; re-download or replace it"
+        for column, kind, fits in ((spec.image_column, "encoded images (struct<bytes, path>)", _is_image),
+                                   (spec.label_column, "integer class ids", pa.types.is_integer)):
+            if column not in schema.names:
+                raise DataError(f"{where} has no column {column!r} (it has {', '.join(schema.names)}): "
+                                f"expected {column!r} with {kind}, {expected}")
+            if not fits(schema.field(column).type):
+                raise DataError(f"{where}: column {column!r} holds {schema.field(column).type}: expected {kind}, "
+                                f"{expected}")
+        if shard.metadata.num_rows == 0:
+            raise DataError(f"{where} has no rows: expected {spec.name} images with labels, {expected}")
+        return shard.metadata.num_rows
 
     def file_of_row(self, row: int) -> tuple[str, int]:
         """(source file, row within it) of split row ``row``; the hub split for hub sources."""
@@ -147,6 +174,7 @@ def split_source(
     name = spec.split_name(split)
     root = resolve_data_root(data_dir)
     if root is None:
+        _check_hub(spec)
         return SplitSource(spec, split, None)
     folder = root / spec.local_subdir
     files = tuple(sorted(folder.glob(f"{name}-*.parquet")))
@@ -160,13 +188,27 @@ def split_source(
     return SplitSource(spec, split, root, files)
 
 
-def open_split(
-    dataset: str | DatasetSpec,
-    split: str,
-    data_dir: str | os.PathLike | None = None,
-) -> SplitData:
-    """The split's columns (image column encoded), local or from the hub."""
-    return split_source(dataset, split, data_dir).load()
+def _is_image(kind: pa.DataType) -> bool:
+    """An encoded image column: ``struct<bytes, path>`` (``datasets.Image`` in parquet)."""
+    return pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0
+
+
+def _check_hub(spec: DatasetSpec) -> None:
+    """Fail at once when the hub cannot serve ``spec``: ``datasets`` missing, or online and the hub
+    unreachable (offline, ``datasets`` reads its cache and says at once when the data is not there)."""
+    try:
+        import datasets  # noqa: F401  (only the hub needs it: see the module docstring)
+    except ImportError as err:
+        raise _hub_error(spec, err, "reading it needs the `datasets` package, which is not installed "
+                                    "(pip install datasets)") from None
+    if hub_offline():
+        return
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(spec.hub_id, timeout=10)
+    except Exception as err:  # no network, DNS, timeouts, hub errors
+        raise _hub_error(spec, err) from None
 
 
 def _schema_label_names(schema: pa.Schema, column: str) -> list[str] | None:
@@ -197,14 +239,15 @@ def _load_hub(spec: DatasetSpec, split_name: str) -> SplitData:
     return SplitData(ds.data.table, names, ds._fingerprint)
 
 
-def _hub_error(spec: DatasetSpec, err: Exception) -> DatasetUnavailableError:
-    if hub_offline():
-        mode = "Hugging Face offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"
-    else:
-        mode = "the hub could not be reached"
+def _hub_error(spec: DatasetSpec, err: Exception, why: str | None = None) -> DatasetUnavailableError:
+    """One line: why the hub cannot serve ``spec``, and how to point at local data (or reach the hub)."""
+    if why is None and hub_offline():
+        why = ("offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and it is not in the cache (to download "
+               "it, go online: unset them)")
+    elif why is None:
+        why = "the hub cannot be reached (to read a copy in the Hugging Face cache, set HF_HUB_OFFLINE=1)"
+    detail = " ".join(f"{type(err).__name__}: {err}".split())[:300]
     return DatasetUnavailableError(
-        f"{spec.name}: cannot load {spec.hub_id} from the Hugging Face hub and no local data "
-        f"folder is set: {mode} ({type(err).__name__}: {err}). Set {DATA_ENV} (or pass "
-        f"data_dir=) to a folder holding {spec.local_subdir}/*.parquet, or go online "
-        "(unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) to download it."
-    )
+        f"{spec.name}: no local data folder is set, and the Hugging Face hub cannot serve {spec.hub_id}: {why} "
+        f"({detail}). Point at local data: set {DATA_ENV} (or pass data_dir=) to a folder holding "
+        f"{spec.local_subdir}/*.parquet, e.g. ../shared/data")

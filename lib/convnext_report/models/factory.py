@@ -3,6 +3,7 @@ pretrained weights and a frozen backbone; plus the head/backbone naming rule opt
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -130,30 +131,21 @@ def build_model(
     if freeze_backbone:
         freeze_backbone_(model)
     model.pretrained_report = report
-    model.build_options = dict(
-        name=name, num_classes=num_classes, drop_path_rate=drop_path_rate, norm=norm,
-        dyt_alpha_init=dyt_alpha_init, head=head, head_num_heads=head_num_heads,
-        head_dropout=head_dropout, stem_stride=stem_stride, pretrained=pretrained,
-        freeze_backbone=freeze_backbone,
-    )
     return model
 
 
+#: :func:`build_model`'s options (its keyword-only parameters), each a ``TrainConfig`` field of the same name
+MODEL_OPTIONS = tuple(name for name, p in inspect.signature(build_model).parameters.items() if p.kind is p.KEYWORD_ONLY)
+
+
+def model_options(config: "TrainConfig") -> dict[str, Any]:
+    """The values of :data:`MODEL_OPTIONS` in ``config``."""
+    return {name: getattr(config, name) for name in MODEL_OPTIONS}
+
+
 def build_model_from_config(config: "TrainConfig", num_classes: int) -> nn.Module:
-    """:func:`build_model` with the model fields of a ``TrainConfig``."""
-    return build_model(
-        config.model,
-        num_classes,
-        drop_path_rate=config.drop_path_rate,
-        norm=config.norm,
-        dyt_alpha_init=config.dyt_alpha_init,
-        head=config.head,
-        head_num_heads=config.head_num_heads,
-        head_dropout=config.head_dropout,
-        stem_stride=config.stem_stride,
-        pretrained=config.pretrained,
-        freeze_backbone=config.freeze_backbone,
-    )
+    """:func:`build_model` of ``config.model`` with the config's :data:`MODEL_OPTIONS`."""
+    return build_model(config.model, num_classes, **model_options(config))
 
 
 # --- parameter naming rules (used by optim.param_groups) ---
@@ -163,23 +155,7 @@ def is_head_param(name: str) -> bool:
     return name.startswith(HEAD_PREFIX)
 
 
-def backbone_parameter_names(model: nn.Module) -> list[str]:
-    """Names of all non-head parameters (stem, stages, norm_pre)."""
-    return [n for n, _ in model.named_parameters() if not is_head_param(n)]
-
-
-def parameter_report(model: nn.Module) -> dict[str, int]:
-    """Parameter counts: total, trainable, head, backbone."""
-    params = list(model.named_parameters())
-    return {
-        "total": sum(p.numel() for _, p in params),
-        "trainable": sum(p.numel() for _, p in params if p.requires_grad),
-        "head": sum(p.numel() for n, p in params if is_head_param(n)),
-        "backbone": sum(p.numel() for n, p in params if not is_head_param(n)),
-    }
-
-
 __all__ = [
-    "HEADS", "NORMS", "STEM_STRIDES", "backbone_parameter_names", "build_model", "build_model_from_config",
-    "freeze_backbone_", "install_attention_head", "is_head_param", "parameter_report", "set_stem_stride",
+    "HEADS", "MODEL_OPTIONS", "NORMS", "STEM_STRIDES", "build_model", "build_model_from_config", "freeze_backbone_",
+    "install_attention_head", "is_head_param", "model_options", "set_stem_stride",
 ]

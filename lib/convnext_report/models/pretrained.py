@@ -5,7 +5,8 @@
   but the classifier.
 * A local file (a ``.pt``/``.pth`` state dict, a run checkpoint ``{"model": ...}`` or
   ``.safetensors``) is read by timm's ``load_state_dict`` with ``weights_only=True``: a file that
-  holds pickled Python objects is refused, never unpickled.
+  holds pickled Python objects is refused, never unpickled. A file that cannot be read is reported
+  with its real cause (:func:`unreadable_reason`: empty, truncated, not a torch file, not a state dict).
 
 Ours is only :func:`load_state_dict_into`: head weights of another shape are skipped, every
 backbone weight must load (else the mismatched keys are listed in the error), and a stem kernel
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,12 @@ from timm.models import get_pretrained_cfg, load_state_dict
 from timm.models.convnext import checkpoint_filter_fn
 from torch import nn
 
+from ..errors import UserError
+
 __all__ = [
-    "CheckpointMismatchError", "HEAD_PREFIX", "PretrainedWeightsUnavailable", "STEM_WEIGHT", "UnsafeCheckpointError",
-    "create_timm_model", "hub_report", "is_hub_id", "load_pretrained", "load_state_dict_into", "read_checkpoint",
+    "CheckpointMismatchError", "HEAD_PREFIX", "PretrainedWeightsUnavailable", "STEM_WEIGHT",
+    "UnreadableCheckpointError", "create_timm_model", "hub_report", "is_hub_id", "load_pretrained", "load_record",
+    "load_state_dict_into", "read_checkpoint", "unreadable_reason",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -44,16 +49,16 @@ HEAD_PREFIX = "head."
 _NETWORK_ERRORS = (OSError, ConnectionError, TimeoutError, LocalEntryNotFoundError, HfHubHTTPError)
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(UserError, RuntimeError):
     """Hub weights cannot be fetched (offline, not cached, unreachable)."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint's backbone does not fit the model."""
 
 
-class UnsafeCheckpointError(ValueError):
-    """A local checkpoint holds pickled Python objects and was refused."""
+class UnreadableCheckpointError(UserError, ValueError):
+    """A checkpoint file cannot be read (the message says why), or holds pickled Python objects and was refused."""
 
 
 def is_hub_id(source: str | os.PathLike) -> bool:
@@ -115,16 +120,41 @@ def read_checkpoint(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
         raise FileNotFoundError(f"pretrained checkpoint {path} does not exist")
     try:
         state = load_state_dict(str(path), use_ema=False, weights_only=True)
-    except RuntimeError as err:
-        raise UnsafeCheckpointError(
-            f"{path} holds pickled Python objects besides tensors, and loading it could run arbitrary code, "
-            "so it was refused. If you trust it, re-save its weights alone: "
-            "torch.save(torch.load(path, weights_only=False)['model'], 'weights.pt') on a machine where you "
-            f"accept that risk, or pass a .safetensors file. ({err})"
-        ) from err
+    except Exception as err:
+        raise UnreadableCheckpointError(f"pretrained={path} cannot be loaded: {unreadable_reason(path, err)}") from err
     if not isinstance(state, Mapping) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a model state dict (or a dict with one under 'model')")
+        raise UnreadableCheckpointError(f"pretrained={path} cannot be loaded: {_NOT_A_STATE_DICT}")
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, str(path)
+
+
+_NOT_A_STATE_DICT = ("it does not hold a model state dict (a mapping of parameter names to tensors, or a dict with "
+                     "one under 'model' or 'state_dict')")
+
+
+def unreadable_reason(path: Path, err: BaseException) -> str:
+    """Why ``path`` could not be read as a checkpoint (``err``: what the reader raised), and what to do."""
+    size = path.stat().st_size if path.is_file() else 0
+    with path.open("rb") as f:
+        head = f.read(4)
+    detail = " ".join(str(err).split())[:300]
+    if size == 0:
+        return "the file is empty (0 bytes): copy it again"
+    if path.suffix == ".safetensors":
+        return f"it is not a valid safetensors file ({detail}): copy it again"
+    torch_archive, pickle = head.startswith(b"PK"), head.startswith(b"\x80")  # torch's zip, or its legacy pickle
+    if torch_archive and not zipfile.is_zipfile(path) or pickle and isinstance(err, EOFError):
+        return (f"it is truncated ({size:,} bytes, the end of the file is missing, as when a copy or download "
+                "stops early): copy it again")
+    if not (torch_archive or pickle):
+        return f"it is not a torch or safetensors checkpoint (the file starts with {head!r})"
+    if "Unsupported global" in str(err):
+        return ("it holds pickled Python objects besides tensors, and loading it could run arbitrary code, so it was "
+                "refused. If you trust it, re-save its weights alone: torch.save(torch.load(path, weights_only=False)"
+                "['model'], 'weights.pt') on a machine where you accept that risk, or pass a .safetensors file "
+                f"({detail})")
+    if isinstance(err, (AttributeError, KeyError, TypeError)):
+        return f"{_NOT_A_STATE_DICT} ({type(err).__name__}: {detail})"
+    return f"torch cannot read it ({type(err).__name__}: {detail})"
 
 
 def _to_timm_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -206,6 +236,13 @@ def load_state_dict_into(
     _logger.info("loaded %d tensors from %s (%d left initialised, %d skipped)%s", len(load), source,
                  len(missing), len(skipped), "; " + "; ".join(resampled) if resampled else "")
     return report
+
+
+def load_record(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``record.json`` keeps of a load report: the source, how many tensors loaded, and by name what
+    was not simply loaded (left at its fresh initialisation, skipped, resampled) and the notes."""
+    return {"source": report["source"], "loaded": len(report["loaded"]), "reinitialised": list(report["missing"]),
+            "skipped": list(report["skipped"]), "resampled": list(report["resampled"]), "notes": list(report["notes"])}
 
 
 def load_pretrained(model: nn.Module, source: str | os.PathLike, *, strict_backbone: bool = True) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .. import complexity
-from ..history import history_frame
+from ..selection import history_frame
 from ..models import build_model
 
 __all__ = [
