@@ -169,3 +169,20 @@ def test_the_committed_store_holds_no_weights():
     for meta in results.rglob("store.json") if results.is_dir() else []:
         entry = store.Entry(meta.parent, json.loads(meta.read_text()))
         assert entry.bytes < store.MAX_ENTRY_BYTES and store.verify(entry) == [], meta.parent
+
+
+def test_inactive_settings_stay_out_of_the_key():
+    """Changing dyt_alpha_init retrains no LayerNorm run, and does retrain a DyT run (issue 14)."""
+    ln, dyt = TrainConfig(norm="layernorm"), TrainConfig(norm="dyt")
+    assert keys.run_key(ln) == keys.run_key(ln.replace(dyt_alpha_init=1.0))
+    assert keys.run_key(dyt) != keys.run_key(dyt.replace(dyt_alpha_init=1.0))
+    frozen = TrainConfig(freeze_backbone=True, head_weight_decay=1e-4)
+    for change in (dict(drop_path_rate=0.3), dict(backbone_lr_scale=0.1), dict(layer_decay=0.8),
+                   dict(weight_decay=0.5), dict(head_num_heads=4), dict(model_ema_decay=0.99)):
+        assert keys.run_key(frozen) == keys.run_key(frozen.replace(**change)), change
+    assert keys.run_key(frozen) != keys.run_key(frozen.replace(head_weight_decay=1e-3))
+    assert keys.run_key(TrainConfig(schedule="constant")) == keys.run_key(TrainConfig(schedule="constant",
+                                                                                        min_lr_ratio=0.5))
+    assert keys.run_key(TrainConfig()) != keys.run_key(TrainConfig(min_lr_ratio=0.5))
+    assert keys.run_key(TrainConfig(selection="test")) == keys.run_key(TrainConfig(selection="test",
+                                                                                     holdout_fraction=0.2))

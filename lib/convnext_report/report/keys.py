@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..config import inactive_keys
 from ..runfolder import RUNTIME_KEYS as RESUME_RUNTIME_KEYS
 
 __all__ = ["IDENTITY_TAG", "RUNTIME_KEYS", "STORE_VERSION", "WEIGHT_SUFFIXES", "entry_name", "key_fields",
@@ -56,8 +57,10 @@ def pretrained_identity(config: Any) -> str | None:
 
 
 def key_fields(config: Any) -> dict[str, Any]:
-    """What the key hashes: the version, every non-runtime config field, ``pretrained`` as its identity."""
-    values = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_KEYS}
+    """What the key hashes: the version, every config field that is neither a runtime key nor inactive
+    (:func:`convnext_report.config.inactive_keys`), ``pretrained`` as its identity."""
+    skip = RUNTIME_KEYS | inactive_keys(config)
+    values = {k: v for k, v in config.to_dict().items() if k not in skip}
     values["pretrained"] = pretrained_identity(config)
     return {"store_version": STORE_VERSION, "config": values}
 
