@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "convnext_report"
 REPORT = "convnext_report.report"
 #: the command line sits above both layers (``plan`` is a report command)
 ENTRY_POINTS = {"convnext_report.cli", "convnext_report.__main__"}
-MAX_LINES = 320  # "no module over ~300 lines"
+MAX_LINES = 450  # a cohesive module may hold up to 450 lines
 
 
 def _module_name(path: Path) -> str:

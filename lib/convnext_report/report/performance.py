@@ -7,9 +7,7 @@ row exists, and then every table and figure says they are CPU numbers.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,11 +17,11 @@ from matplotlib.ticker import NullFormatter
 
 from ..figures import COLORS, subplots
 from .banners import markdown
-from .paths import repo_root
+from .plan import read_benchmarks
 
 __all__ = [
     "MODES", "TARGETS", "benchmark_banner", "epoch_cost", "load_rows", "measured_rows", "packed_table",
-    "plot_packed", "plot_throughput", "results_dir", "targets_table", "throughput_table",
+    "plot_packed", "plot_throughput", "targets_table", "throughput_table",
 ]
 
 MODES = ("ours-real", "ours-synthetic", "eager-reference")
@@ -39,16 +37,9 @@ TARGETS: tuple[tuple[str, tuple[str, str], tuple[str, str], float], ...] = (
 REAL_OVER_SYNTHETIC = 0.9  #: ours-real must keep this share of ours-synthetic, for every model
 
 
-def results_dir() -> Path:
-    """``<repo>/benchmarks/results``."""
-    return repo_root() / "benchmarks" / "results"
-
-
 def load_rows(folder: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Every row of every ``*.json`` in ``folder`` (default :func:`results_dir`), one frame."""
-    folder = Path(folder) if folder is not None else results_dir()
-    rows = [r for p in sorted(folder.glob("*.json")) for r in json.loads(p.read_text())] if folder.is_dir() else []
-    frame = pd.DataFrame(rows)
+    """Every benchmark row of ``folder`` (default ``benchmarks/results``; :func:`.plan.read_benchmarks`), one frame."""
+    frame = pd.DataFrame(read_benchmarks(folder))
     if frame.empty:
         return pd.DataFrame(columns=["model", "mode", "device", "device_type", "images_per_second"])
     if "device_type" not in frame:

@@ -1,22 +1,26 @@
 """Chapter records and what is built from them: headline rows, the results and status tables, glue.
 
 A chapter stores headline rows (:func:`headline`) in its record; the status page and the results
-chapter read the records back (:func:`load_records`) and never show a smoke number as a result.
+chapter read the records back (:func:`load_records`, local layer first) and never show a smoke number
+as a result.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from . import store
 from .banners import provenance_text
+from .claims import SOURCE_CLAIMS, source_value
 from .glue import glue
-from .records import load_records
-from .sources import SOURCE_CLAIMS, source_value
 from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
 
 __all__ = [
@@ -27,6 +31,17 @@ __all__ = [
 
 #: label used wherever a number comes from the CPU smoke configuration
 SMOKE_LABEL = "CPU smoke configuration — not a result"
+
+
+def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every ``<chapter>.json`` by name: of ``records_dir``, or (None) of the record layers, local first (a
+    chapter's local record hides its committed one)."""
+    folders = [Path(records_dir)] if records_dir is not None else store.layers("records")
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            found.setdefault(p.name, p)
+    return [json.loads(found[name].read_text()) for name in sorted(found)]
 
 
 def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, dataset: str | None = None,
