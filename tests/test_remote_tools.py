@@ -27,7 +27,8 @@ def remote_run(machine: Path, out: Path, scratch: Path, chapters: list[str], env
     small = machine / "small.yaml"
     small.write_text(SMALL)
     command = [sys.executable, "tools/remote_run", "--data", env["CONVNEXT_REPORT_DATA"], "--no-install", "--smoke",
-               "--minutes", "8", "--out", str(out), "--scratch", str(scratch), "-f", str(small), "--chapters", *chapters]
+               "--minutes", "8", "--out", str(out), "--scratch", str(scratch), "-f", str(small),
+               "--chapters", *chapters]
     return subprocess.Popen(command, cwd=machine, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **popen)
 

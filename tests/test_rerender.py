@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 SMALL3 = "epochs: 1\nmax_steps_per_epoch: 2\ntrain_per_class: 10\ntest_per_class: 10\n"
 SMALL4 = "epochs: 2\n"
 
@@ -90,3 +91,16 @@ def test_rerun_publish_and_re_render_without_training(tmp_path, data_root, copy_
                        for c in nbformat.read(repo / "book" / "04_baseline.ipynb", 4).cells
                        if c.cell_type == "code" for o in c.get("outputs", []))
     assert "2 read back from the result store" in banner and "`epochs` 30 → 2 (passed (-p/-y))" in banner
+
+
+@pytest.mark.parametrize("passed, message", [(["-p", "lrr", "0.1"], "['lrr'] is not a parameter of this chapter"),
+                                              (["-y", "seeds: []"], "at least one seed is needed")],
+                         ids=["unknown-name", "no-seeds"])
+def test_papermill_values_the_chapter_cannot_apply_are_refused(tmp_path, passed, message, clean_env):
+    """papermill only warns about a name the parameters cell lacks; the chapter refuses it, before any run."""
+    env = clean_env(CONVNEXT_REPORT_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO / "lib"))
+    done = subprocess.run([sys.executable, "-m", "papermill", "--cwd", "book", "-k", "python3", "--no-progress-bar",
+                           "book/04_baseline.ipynb", str(tmp_path / "out.ipynb"), *passed], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and message in done.stdout + done.stderr
+    assert not (tmp_path / "runs" / "04_baseline").exists()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m convnext_report train [--config FILE.yaml] [key=value ...]``, ``... plan``, ``... publish``.
+"""Command line: ``python -m convnext_report train [--config FILE.yaml] [key=value ...]``, ``plan``, ``publish``.
 
 ``train``: values come from the defaults, then the YAML file, then the ``key=value`` overrides
 (see :func:`convnext_report.config.load_config`). Under ``torchrun`` the same command

@@ -1,9 +1,6 @@
 """The transfer chapters' backbone: chapter 3 exports it, chapters 4 and 5 find it (or take a timm id).
-
-The weights stay on the machine (``<runs>/backbones/<name>[-smoke].pt``); their meta (model, stem
-stride, image size, normalisation statistics, and the identity: the store key of the chapter-3 run
-that trained them) goes beside them and into that run's store entry as ``backbone.json``, so chapters 4
-and 5 re-render their stored runs where the weights are not.
+The weights stay in ``<runs>/backbones``; their meta (model, stem, size, input statistics, the key of the
+run that trained them) also goes into that run's store entry, so 4 and 5 re-render without the weights.
 """
 
 from __future__ import annotations
@@ -37,18 +34,15 @@ def backbone_path(name: str, *, smoke: bool = False) -> Path:
 
 
 def export_backbone(run: Any, name: str, *, smoke: bool = False) -> Path | None:
-    """Save a run's best weights as the transfer chapters' backbone, with what built it.
-
-    The file is ``{"model": state_dict, "meta": {...}}`` (:func:`convnext_report.models.load_pretrained`
-    reads it); the meta JSON goes beside it and into the run's store entry. A stored run has no
-    weights: then only the store gets the meta, and the result is None.
-    """
+    """Save a run's best weights (``{"model": ..., "meta": ...}``) as the backbone ``name``, its meta beside
+    them and in the run's store entry; a stored run has no weights: then only the meta, and None."""
     cfg, key = run.config, store.run_key(run.config)
     mean, std = normalization(cfg)
     summary = run_summary(run)
     meta = {"name": name, "model": cfg.model, "stem_stride": cfg.stem_stride, "image_size": cfg.image_size,
             "norm": cfg.norm, "dataset": cfg.dataset, "mean": mean, "std": std, "epochs_run": summary["epochs_run"],
-            "test_top1": summary["top1"], "configuration": "smoke" if smoke else "full", "store_key": key, "identity": f"run:{key}",
+            "test_top1": summary["top1"], "configuration": "smoke" if smoke else "full", "store_key": key,
+            "identity": f"run:{key}",
             "run": Path(run.path).name, "created_at": now_iso()}
     text = json.dumps(meta, indent=1) + "\n"
     entry = store.find(key, smoke=smoke)
@@ -105,13 +99,8 @@ def describe(source: dict[str, Any]) -> dict[str, Any]:
 
 
 def transfer_source(pretrained: str | None, backbone: str, *, smoke: bool = False) -> dict[str, Any]:
-    """TrainConfig fields for the transfer chapters' backbone.
-
-    ``pretrained=None``: the backbone chapter 03 exported under ``backbone`` (its meta from the
-    store when the weights are not on this machine; the ``extra`` tag names its identity). A timm
-    id from :data:`TIMM_TRANSFER_SOURCES` (needs network): the source's ImageNet weights at its
-    resolution. A file: used as is, with the model and stem read from its ``meta`` when present.
-    """
+    """TrainConfig fields of the transfer chapters' backbone: ``pretrained=None``: the one chapter 3 exported
+    as ``backbone`` (identity in ``extra``); a timm id of :data:`TIMM_TRANSFER_SOURCES` (network); a file."""
     if pretrained is None:
         meta = backbone_meta(backbone, smoke=smoke)
         out = {"norm": "layernorm", **_fields(meta), "pretrained": str(backbone_path(backbone, smoke=smoke))}

@@ -1,10 +1,5 @@
-"""The boxes at the top of a page: where and in which configuration it was executed.
-
-Each is a MyST admonition (``nb_render_markdown_format: myst`` renders it), so a smoke page can
-never be mistaken for a result. A chapter's banner is displayed with a display id and updated by
-``Chapter.finish`` once it knows where its runs were trained (here, or on another machine and
-read back from the result store), so a page re-rendered on a CPU says where its numbers came from.
-"""
+"""The boxes at the top of a page (MyST admonitions): where and in which configuration it was executed,
+so a smoke page is never mistaken for a result; ``Chapter.finish`` updates a chapter's with its runs."""
 
 from __future__ import annotations
 
@@ -14,7 +9,16 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Banner", "chapter_banner", "markdown", "provenance", "provenance_text", "records_banner", "settings_table"]
+__all__ = ["SMOKE_LABEL", "Banner", "admonition", "chapter_banner", "markdown", "provenance", "provenance_text",
+           "records_banner", "settings_table"]
+
+#: what stands wherever a number comes from the CPU smoke configuration
+SMOKE_LABEL = "CPU smoke configuration — not a result"
+
+
+def admonition(title: str, body: str, kind: str = "warning") -> str:
+    """A MyST admonition (``nb_render_markdown_format: myst`` renders it)."""
+    return f"```{{admonition}} {title}\n:class: {kind}\n\n{body}\n```"
 
 
 def markdown(text: str) -> Any:
@@ -68,8 +72,8 @@ def provenance_text(prov: Mapping[str, Any] | None) -> str:
     span = prov["first"] if prov["first"] == prov["last"] else f"{prov['first']} – {prov['last']}"
     cost = f" in {prov['minutes']:.1f} minutes ({prov['gpu_minutes']:.1f} GPU minutes)" if "minutes" in prov else ""
     stored = f"{prov['from_store']} read back from the result store" if prov["from_store"] else "all trained here"
-    n = prov["runs"]
-    return f"Its {n} run{'s' if n != 1 else ''} {'were' if n != 1 else 'was'} trained on {devices} ({span}){cost}; {stored}."
+    runs = "Its 1 run was" if prov["runs"] == 1 else f"Its {prov['runs']} runs were"
+    return f"{runs} trained on {devices} ({span}){cost}; {stored}."
 
 
 def settings_table(params: Mapping[str, Any], changed: Mapping[str, tuple[Any, str]]) -> pd.DataFrame:
@@ -81,9 +85,8 @@ def settings_table(params: Mapping[str, Any], changed: Mapping[str, tuple[Any, s
 
 def chapter_banner(record: Mapping[str, Any], changed: Mapping[str, tuple[Any, str]],
                    prov: Mapping[str, Any] | None = None) -> str:
-    """A MyST admonition (text) saying where and in which configuration a chapter was executed, with every
-    parameter that differs from the full configuration; ``prov`` (:func:`provenance`) adds where and how
-    long its runs were trained. On a full GPU execution it is a short note."""
+    """The chapter's admonition: where and in which configuration it ran, what differs from the full
+    configuration, and (``prov``) where and how long its runs were trained."""
     env = record["environment"]
     date = record["started_at"][:10]
     trained = provenance_text(prov)
@@ -98,18 +101,16 @@ def chapter_banner(record: Mapping[str, Any], changed: Mapping[str, tuple[Any, s
             "full configuration; see the [status page](status.ipynb) for where each chapter ran."
             + (f" {trained}" if trained else "")
         )
-        title = "CPU smoke configuration — not a result" if env["device_type"] == "cpu" else \
-            "Smoke configuration — not a result"
-        return f"```{{admonition}} {title}\n:class: warning\n\n{body}\n```"
+        return admonition(SMOKE_LABEL if env["device_type"] == "cpu" else "Smoke configuration — not a result", body)
     changes = f" Changed from the full configuration: {differs}." if differs else ""
     if elsewhere:
         body = (f"{trained} This page was rendered from those stored runs on **{env['device']}** on {date} "
                 f"(see the [status page](status.ipynb)).{changes}")
-        return f"```{{admonition}} Full configuration, runs trained elsewhere\n:class: note\n\n{body}\n```"
+        return admonition("Full configuration, runs trained elsewhere", body, "note")
     if env["device_type"] == "cpu":
         body = (f"This page was executed in the full configuration, but on **{env['device']}** on {date}; "
                 "timings are CPU timings." + (f" {trained}" if trained else "") + changes)
-        return f"```{{admonition}} Executed on CPU\n:class: note\n\n{body}\n```"
+        return admonition("Executed on CPU", body, "note")
     body = (f"Executed in the full configuration on **{env['device']}** on {date} (see the [status page](status.ipynb))."
             + (f" {trained}" if trained else "") + changes)
     return f"```{{note}}\n{body}\n```"
@@ -124,4 +125,4 @@ def records_banner(records: Sequence[Mapping[str, Any]]):
                 "result\"; they will be replaced when those chapters are executed in the full configuration.")
     else:
         return markdown("All chapters behind this page ran in the full configuration (see the [status page](status.ipynb)).")
-    return markdown(f"```{{admonition}} Not yet results\n:class: warning\n\n{body}\n```")
+    return markdown(admonition("Not yet results", body))

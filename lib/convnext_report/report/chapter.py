@@ -1,11 +1,9 @@
 """What every book chapter shares: its parameters, its runs and its record.
 
-A chapter notebook has one ``parameters`` cell (papermill) holding the *full* configuration; papermill
-replaces values after it (``-p``, ``-y``, ``-f book/params/<chapter>.smoke.yaml`` for the smoke
-configuration). :func:`start` reads the values from the notebook namespace, refuses names the cell does
-not declare, and notes every value that differs from the cell's default (from the smoke file, or
-passed). Runs come from the result store or are trained (:mod:`.runner`); :meth:`Chapter.finish`
-writes ``<runs>/records/<chapter>.json``, which the status page and the results chapter read.
+A chapter's ``parameters`` cell holds the *full* configuration; papermill sets other values after it
+(``-p``, ``-y``, ``-f book/params/<chapter>.smoke.yaml``). :func:`start` takes the values from the
+notebook's namespace, refuses names the cell does not declare, and notes each value that differs from
+the cell's (set by the smoke file, or passed). :meth:`Chapter.finish` writes the chapter's record.
 """
 
 from __future__ import annotations
@@ -22,11 +20,11 @@ import pandas as pd
 from ..config import TrainConfig
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
-from ..runfolder import Run
 from ..atomic import write_text_atomic
+from ..runfolder import Run
 from . import store
 from .banners import Banner, chapter_banner, provenance, settings_table
-from .experiments import run_config
+from .experiments import run_config, seeds_of
 from .parameters import defaults as notebook_defaults, read_files, smoke_file
 from .results import glue_texts, headline, headline_texts, headlines
 from .runner import Obtained, Pending, prepare, runs_folder, train_missing
@@ -34,9 +32,8 @@ from .tables import run_summary, summary_line
 
 __all__ = ["PASSED", "SMOKE_FILE", "Chapter", "environment", "parameters", "start"]
 
-#: who set a value that differs from the parameters cell's default
-SMOKE_FILE, PASSED = "smoke file", "passed (-p/-y)"
-_PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)  #: plain data a parameter may hold
+SMOKE_FILE, PASSED = "smoke file", "passed (-p/-y)"  #: who set a value that differs from the cell's default
+_PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 
 
@@ -86,12 +83,10 @@ class Chapter:
 
     @property
     def configuration(self) -> str:
-        """``"smoke"`` or ``"full"``."""
         return "smoke" if self.smoke else "full"
 
     def banner(self) -> Banner:
-        """A MyST admonition saying where and in which configuration this page was executed; :meth:`finish`
-        updates it with where the chapter's runs were trained."""
+        """The box saying where and in which configuration this page ran (:meth:`finish` adds its runs)."""
         self._banner = Banner(chapter_banner(self.record, self.changed), display_id=f"banner-{self.name}")
         return self._banner
 
@@ -100,8 +95,7 @@ class Chapter:
         return settings_table(self.params, self.changed)
 
     def config(self, **changes: Any) -> TrainConfig:
-        """A :class:`TrainConfig` from the chapter parameters that are config fields, then ``changes``;
-        run folders under ``<runs>/<chapter>[-smoke]/``, progress bars off (notebook output)."""
+        """A :class:`TrainConfig` from the parameters that are config fields, then ``changes``."""
         seed = changes.pop("seed", self.params.get("seed", 0))
         extra = {"chapter": self.name, "configuration": self.configuration, **changes.pop("extra", {})}
         return run_config(self.params, changes, seed=seed, out_dir=str(runs_folder(self.name, self.smoke)),
@@ -118,16 +112,16 @@ class Chapter:
         return got.run
 
     def train(self, label: str, *, weights: bool = False, **changes: Any) -> Run:
-        """One run ``<label>-s<seed>-<key[:8]>``: from the result store, else trained and stored.
-        ``weights=True``: its weights must be here (chapter 3), so a stored run without them is trained again."""
+        """One run: from the result store, else trained and stored. ``weights``: its weights must be here
+        (chapter 3), so a stored run without them is trained again."""
         got = prepare(self.name, label, self._run_config(label, changes), smoke=self.smoke, need_weights=weights)
         return self._keep(train_missing([got], workers=1)[0][0] if isinstance(got, Pending) else got)
 
     def sweep(self, variants: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] | None = None,
               **common: Any) -> dict[str, list[Run]]:
-        """Every variant (``label -> config changes``) for every seed; returns ``label -> runs``. Stored runs
-        are read back; the others are trained (several at once on a GPU) and stored as each finishes."""
-        seeds = list(seeds if seeds is not None else self.params.get("seeds", [self.params.get("seed", 0)]))
+        """Every variant (``label -> config changes``) for every seed: ``label -> runs``, from the store or
+        trained (several at once on a GPU)."""
+        seeds = list(seeds if seeds is not None else seeds_of(self.params))
         planned = [(label, self._run_config(label, {**common, **changes, "seed": s}))
                    for label, changes in variants.items() for s in seeds]
         found = [prepare(self.name, label, config, smoke=self.smoke) for label, config in planned]
@@ -138,21 +132,21 @@ class Chapter:
         return out
 
     def headline(self, key: str, runs: Sequence[Any], **kw: Any) -> dict[str, Any]:
-        """:func:`.results.headline` for this chapter, tagged with its configuration."""
+        """:func:`.results.headline` of this chapter."""
         return {**headline(key, runs, chapter=self.name, **kw), "configuration": self.configuration}
 
     def headlines(self, prefix: str, runs: Mapping[str, Sequence[Any]], **kw: Any) -> list[dict[str, Any]]:
-        """:func:`.results.headlines` for this chapter: one row per label, key ``<prefix>_<label>``."""
-        return [{**row, "configuration": self.configuration} for row in headlines(prefix, runs, chapter=self.name, **kw)]
+        """:func:`.results.headlines` of this chapter: one row per label, key ``<prefix>_<label>``."""
+        rows = headlines(prefix, runs, chapter=self.name, **kw)
+        return [{**row, "configuration": self.configuration} for row in rows]
 
     def glue(self, rows: Sequence[Mapping[str, Any]] = (), **texts: str) -> dict[str, str]:
         """Glue the headline ``rows`` (and ``texts``) for ``{glue:text}`key``` in this chapter's prose."""
         return glue_texts({**headline_texts(rows), **texts})
 
     def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
-        """Write ``<runs>/records/<chapter>.json`` (environment, time, parameters, what differs from the full
-        configuration, every run: its summary, key, store entry, where it was trained; headline rows) and
-        update the banner with where and how long the runs were trained."""
+        """Write ``<runs>/records/<chapter>.json``: environment, time, parameters and what differs, each run
+        (summary, key, entry, where and when trained), headline rows; the banner then shows the runs."""
         minutes = (time.perf_counter() - self._t0) / 60.0
         runs = [{**run_summary(g.run), "key": g.key, "from": g.source,
                  "trained_at": (g.run.record.get("end_time") or "")[:19],
@@ -169,12 +163,9 @@ class Chapter:
 
 
 def start(name: str, namespace: Mapping[str, Any], *, title: str, defaults: Mapping[str, Any] | None = None) -> Chapter:
-    """Begin chapter ``name`` with the parameter values of ``namespace`` (the notebook's globals).
-
-    ``defaults``: the parameters cell's names and defaults (default: read from ``book/<name>.ipynb`` with
-    papermill). A plain value the cell does not declare (``papermill -p lrr 0.1``: papermill only
-    warns) and an empty ``seeds`` are refused before anything runs.
-    """
+    """Begin chapter ``name`` with the values of ``namespace`` (the notebook's globals); ``defaults``: its
+    cell's (default: ``papermill.inspect_notebook``). A name the cell does not declare (``-p lrr 0.1``:
+    papermill only warns) and an empty ``seeds`` are refused."""
     declared = dict(notebook_defaults(name) if defaults is None else defaults)
     values = parameters(namespace)
     unknown = sorted(set(values) - set(declared))

@@ -1,8 +1,5 @@
-"""The report layer's commands: ``python -m convnext_report plan`` and ``... publish``.
-
-``plan``: the book's GPU budget, per chapter (:mod:`.plan`); the last line is ``total: <seconds> s``.
-``publish``: copy what chapters used from the local layer into the repository (:mod:`.publish`).
-"""
+"""The report layer's commands: ``python -m convnext_report plan`` (:mod:`.plan`) and ``publish``
+(:mod:`.publish`)."""
 
 from __future__ import annotations
 

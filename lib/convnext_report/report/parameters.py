@@ -1,10 +1,6 @@
 """A chapter's parameters as papermill sees them: its notebook's defaults (the full configuration), its
-smoke file ``book/params/<chapter>.smoke.yaml`` (``papermill -f``) and other parameter files.
-
-The tools, the plan and nbval pass a chapter the same values: :func:`passed` (the smoke file when
-asked, then each parameter file's values that the chapter declares; :func:`check_files` refuses a
-name no chapter declares).
-"""
+smoke file ``book/params/<chapter>.smoke.yaml`` and parameter files; the tools, the plan and nbval pass
+a chapter the same values (:func:`passed`)."""
 
 from __future__ import annotations
 

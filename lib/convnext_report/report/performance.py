@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from ..figures import COLORS, subplots
-from .banners import markdown
+from .banners import admonition, markdown
 from .plan import read_benchmarks
 
 __all__ = [
@@ -71,7 +71,7 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
     if kind == "none":
         body = ("No benchmark rows are committed yet: run `PYTHONPATH=lib python3 benchmarks/throughput.py` "
                 "(see benchmarks/README.md) and execute this page again.")
-        return markdown(f"```{{admonition}} No measurements yet\n:class: warning\n\n{body}\n```")
+        return markdown(admonition("No measurements yet", body))
     first = rows.iloc[0]
     when = str(rows["measured_at"].max())[:10] if "measured_at" in rows else "an unknown date"
     where = (f"**{first['device']}** on {when} (torch {first['torch']}, commit "
@@ -82,7 +82,7 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
                 "code path runs and how the page reads; CPU throughput says nothing about a GPU, and a shared "
                 "CPU's matmul peak (the MFU's denominator) moves with the load. Run the benchmark on a GPU to "
                 "replace them.")
-        return markdown(f"```{{admonition}} Measured on CPU — not GPU results\n:class: warning\n\n{body}\n```")
+        return markdown(admonition("Measured on CPU — not GPU results", body))
     return markdown(f"```{{note}}\nMeasured on {where}; MFU against the bf16 matmul peak measured in the same "
                      "process.\n```")
 

@@ -1,17 +1,10 @@
-"""The book's GPU plan: every run of every chapter, its estimated seconds, the budget and a window's deadline.
+"""The book's GPU plan: every chapter's runs (built as the chapters build them), their estimated
+seconds, the budget's limits, and a window's deadline (:class:`Window`).
 
-``python -m convnext_report plan`` builds each chapter's runs from its parameters (the notebook's
-defaults, the full configuration; ``--smoke``: its smoke file) exactly as the chapters do
-(:mod:`.experiments`), and estimates them. A run two chapters share (same key) is counted once, in
-the first; stored runs are counted too (the budget is the book's), ``to train`` says what is left.
-
-Estimates: with measured throughput (``benchmarks/results/*.json`` rows of :data:`BENCHMARK_GPUS`, mode
-:data:`BENCHMARK_MODE` or ``packed-K``) a run's time is its images over that rate; without, FLOPs
-counted on the meta device at :data:`ASSUMED_TFLOPS`, never faster than a per-step floor (small models
-at 32 px are launch-bound). Every run pays :data:`RUN_OVERHEAD_S`, every compiled model shape
-:data:`COMPILE_WARMUP_S`, every notebook :data:`NOTEBOOK_OVERHEAD_S`. The remote tools train against a
-deadline with :class:`Window`: a run starts only if its estimate, corrected by the runs the window
-already finished, ends before it.
+A run's estimate is its images over the measured rate of ``benchmarks/results/*.json`` where a row of
+:data:`BENCHMARK_GPUS` matches, else FLOPs at :data:`ASSUMED_TFLOPS` with a per-step floor; every run
+pays :data:`RUN_OVERHEAD_S`, every compiled shape :data:`COMPILE_WARMUP_S`, every notebook
+:data:`NOTEBOOK_OVERHEAD_S`. A run two chapters share is counted once, in the first.
 """
 
 from __future__ import annotations
@@ -76,19 +69,17 @@ MARGIN = 1.2
 
 @dataclass(frozen=True)
 class RunCost:
-    """Images a run processes (at most: early stopping may end it sooner) and its estimated seconds."""
+    """Images a run processes (at most: early stopping may end it sooner), its estimated seconds, and
+    ``basis``: ``"benchmark"`` or ``"flops"``."""
 
     images: int
     seconds: float
-    basis: str  #: "benchmark" or "flops"
+    basis: str
 
 
 def split_sizes(config: Any) -> tuple[int, int, int]:
-    """(images trained on, images that select the epoch, images reported) a config selects.
-
-    With ``selection="holdout"`` a class-balanced ``holdout_fraction`` of the training split selects
-    the epoch; with ``"test"`` the reported split does (then it is the second number too).
-    """
+    """(images trained on, images that select the epoch, images reported) of a config (with
+    ``selection="test"`` the reported split selects: the second number is the third)."""
     spec = get_dataset_spec(config.dataset)
     classes = config.max_classes or spec.num_classes
     train, test = spec.per_class["train"], spec.per_class["test"]
@@ -117,8 +108,7 @@ def compile_shape(config: Any) -> tuple | None:
 
 
 def read_benchmarks(folder: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every row of every ``*.json`` in ``folder`` (default ``<repo>/benchmarks/results``; a list of rows, or
-    ``{"rows": [...]}``); none if it is absent."""
+    """Every row of the ``*.json`` files in ``folder`` (default ``<repo>/benchmarks/results``)."""
     folder = Path(folder) if folder is not None else store.repo_root() / "benchmarks" / "results"
     rows: list[dict[str, Any]] = []
     for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -144,11 +134,8 @@ def _measured(config: Any, rows: Sequence[dict[str, Any]], packed: int) -> float
 
 
 def run_cost(config: Any, *, benchmarks: Sequence[dict[str, Any]] = (), packed: int = 1) -> RunCost:
-    """Images and estimated GPU seconds of one run (its maximum epochs; overheads included, compile not).
-
-    Every epoch trains once and evaluates the selection split (and the reported one when it
-    differs and ``test_every_epoch``); the reported split is evaluated once more at the end.
-    """
+    """Images and estimated GPU seconds of a run's maximum epochs (overheads included, compile not): each
+    epoch trains and evaluates the selection split (and the reported one if ``test_every_epoch``)."""
     n_train, n_select, n_test = split_sizes(config)
     classes = config.max_classes or get_dataset_spec(config.dataset).num_classes
     mixing = config.mixup > 0 or config.cutmix > 0
@@ -202,12 +189,9 @@ def assumptions(benchmarks: Sequence[dict[str, Any]]) -> str:
             "(convnext_report/report/plan.py)")
 
 
-# ------------------------------------------------------------------ the book's plan
-
-
 @dataclass
 class PlannedRun:
-    """One run of a chapter as the plan sees it."""
+    """One run of a chapter as the plan sees it; ``shared_with``: an earlier chapter that counts it."""
 
     chapter: str
     group: str
@@ -217,7 +201,7 @@ class PlannedRun:
     key: str
     images: int = 0
     seconds: float = 0.0
-    shared_with: str | None = None  #: an earlier chapter that has the same run (counted there)
+    shared_with: str | None = None
     stored: bool = False
 
 
@@ -231,10 +215,6 @@ class ChapterPlan:
     @property
     def counted(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.shared_with is None]
-
-    @property
-    def images(self) -> int:
-        return sum(r.images for r in self.counted)
 
     def _seconds(self, runs: list[PlannedRun]) -> float:
         shapes = {compile_shape(r.config) for r in runs} - {None}
@@ -257,8 +237,8 @@ def chapters() -> list[str]:
 def build_plan(*, smoke: bool = False, files: Sequence[str | Path] = (), benchmarks: Sequence[dict] = (),
                packed: int = 1, params: Mapping[str, Mapping[str, Any]] | None = None,
                estimate: bool = True) -> list[ChapterPlan]:
-    """One :class:`ChapterPlan` per numbered chapter, in book order, with its parameters as the tools pass them
-    (:func:`.parameters.chapter_params`), or ``params[chapter]`` where given."""
+    """Every numbered chapter's plan, in book order, with its parameters as the tools pass them
+    (:func:`.parameters.chapter_params`) or ``params[chapter]``; ``estimate=False``: keys only."""
     values = {name: dict((params or {}).get(name) or chapter_params(name, smoke=smoke, files=files))
               for name in chapters()}
     stored = {e.key for e in store.entries(smoke=smoke)}
@@ -287,13 +267,14 @@ def missing_runs(names: Sequence[str], *, smoke: bool, files: Sequence[str | Pat
 
 
 def format_plan(plans: list[ChapterPlan], benchmarks: Sequence[dict] = ()) -> str:
-    """The plan as text: assumptions, one line per chapter, chapters 3-5 together, and last ``total: N s``."""
+    """The plan as text: assumptions, a line per chapter, chapters 3-5 together, last ``total: N s``."""
     lines = [assumptions(benchmarks), "",
              f"{'chapter':<20} {'runs':>5} {'shared':>6} {'stored':>6} {'images':>12} {f'est. {GPU} s':>12} "
              f"{'to train s':>10}"]
     for p in plans:
         lines.append(f"{p.name:<20} {len(p.counted):>5} {len(p.runs) - len(p.counted):>6} "
-                     f"{sum(r.stored for r in p.counted):>6} {p.images:>12,} {p.seconds:>12.0f} "
+                     f"{sum(r.stored for r in p.counted):>6} {sum(r.images for r in p.counted):>12,} "
+                     f"{p.seconds:>12.0f} "
                      f"{p.seconds_to_train:>10.0f}")
     chain = sum(p.seconds for p in plans if p.name in TRANSFER_CHAIN)
     lines.append(f"{'+'.join(n[:2] for n in TRANSFER_CHAIN)} in one remote command: {chain:.0f} s "
@@ -303,17 +284,11 @@ def format_plan(plans: list[ChapterPlan], benchmarks: Sequence[dict] = ()) -> st
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ a window's deadline
-
-
 class Window:
-    """A deadline for training: a run starts only if its estimate ends before it.
-
-    The estimate is the plan's (:func:`run_cost` for ``packed`` runs at once, plus the compile warm-up
-    of a shape this window has not compiled, or of every run when each has its own process), times
-    the mean ratio of measured to estimated seconds of the runs this window finished (of the same
-    compiled shape when there are some; 1 before the first), times :data:`MARGIN`.
-    """
+    """A deadline: a run starts only if its estimate ends before it. The estimate is :func:`run_cost`
+    (``packed`` runs at once) plus the compile warm-up (of a new shape; of every run when each has its own
+    process), times the mean measured/estimated ratio of the runs this window finished (of that shape
+    if any; 1 before the first), times :data:`MARGIN`."""
 
     def __init__(self, deadline: float, *, benchmarks: Sequence[dict] = (), packed: int = 1) -> None:
         self.deadline, self.benchmarks, self.packed = deadline, list(benchmarks), packed
@@ -322,7 +297,7 @@ class Window:
         self.compiled: set[tuple | None] = set()
 
     def may_start(self, key: str, config: Any) -> bool:
-        """Whether run ``key`` (``config``) ends before the deadline if it starts now; if so it counts as started."""
+        """Whether run ``key`` ends before the deadline if it starts now; if so, it counts as started."""
         shape = compile_shape(config)
         estimate = run_cost(config, benchmarks=self.benchmarks, packed=self.packed).seconds + \
             (COMPILE_WARMUP_S if shape is not None and (self.packed > 1 or shape not in self.compiled) else 0.0)
@@ -335,7 +310,7 @@ class Window:
         return True
 
     def finished(self, key: str, config: Any, seconds: float) -> dict[str, float]:
-        """Learn from run ``key`` that took ``seconds``; its estimate, corrected estimate and measured seconds."""
+        """Learn from run ``key``, which took ``seconds``; its estimate, corrected estimate and seconds."""
         estimate, corrected = self.started[key]
         self.ratios.setdefault(compile_shape(config), []).append(seconds / max(estimate, 1e-9))
         return {"estimate_s": round(estimate, 1), "corrected_s": round(corrected, 1), "measured_s": round(seconds, 1)}

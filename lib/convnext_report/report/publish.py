@@ -1,11 +1,7 @@
-"""Publishing: what a chapter used, from the local layer into the repository.
-
-``python -m convnext_report publish 04_baseline [--notebook out.ipynb]`` copies chapter 4's local record
-(``<runs>/records/04_baseline.json``) into ``book/records/``, every store entry the record lists into
-``results/`` (those already there stay), and the executed notebook, when given, to ``book/04_baseline.ipynb``
-(a page that writes no record, the status page, publishes its notebook alone).
-Everything is checked first (the record exists, each entry is found and intact), then copied to
-temporary names beside the targets and renamed into place: a refused or failed call changes nothing.
+"""Publishing: copy what a chapter used from the local layer into the repository: its record into
+``book/records/``, the store entries it lists into ``results/`` (those there stay), its executed notebook,
+when given, into ``book/`` (a page without a record, the status page, publishes its notebook alone).
+Everything is checked first, copied under temporary names, then renamed: a refused call changes nothing.
 """
 
 from __future__ import annotations
@@ -34,8 +30,8 @@ def _plan(chapter: str, notebook: Path | None) -> tuple[list[tuple[Path, Path]],
             problems.append(f"{chapter}: the executed notebook {notebook} does not exist")
     record_file = store.local_dir("records") / f"{chapter}.json"
     if not record_file.is_file():  # a page that writes no record (the status page) publishes its notebook alone
-        return copies, problems if notebook is not None else \
-            [*problems, f"{chapter}: no record at {record_file}: execute the chapter first (it writes its record there)"]
+        missing = f"{chapter}: no record at {record_file}: execute the chapter first (it writes its record there)"
+        return copies, problems + ([] if notebook is not None else [missing])
     record = json.loads(record_file.read_text())
     copies.append((record_file, store.committed_dir("records") / record_file.name))
     committed = store.committed_dir("results").resolve()
@@ -53,11 +49,8 @@ def _plan(chapter: str, notebook: Path | None) -> tuple[list[tuple[Path, Path]],
 
 
 def publish(chapters: Sequence[str], *, notebooks: Mapping[str, Path] | None = None) -> list[Path]:
-    """Copy what ``chapters`` used into the repository (see the module docstring); the paths written.
-
-    ``notebooks``: chapter -> its executed notebook. Raises :class:`PublishError` (nothing copied) when
-    a record, notebook or entry is missing or an entry is damaged.
-    """
+    """Copy what ``chapters`` used (``notebooks``: chapter -> executed notebook) into the repository; the
+    paths written. :class:`PublishError` (nothing copied) names what is missing or damaged."""
     copies, problems = [], []
     for chapter in chapters:
         more, found = _plan(chapter, Path((notebooks or {})[chapter]) if chapter in (notebooks or {}) else None)

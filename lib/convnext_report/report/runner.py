@@ -1,10 +1,9 @@
 """A chapter's runs: from the result store, else trained here and stored as each finishes.
 
-:func:`prepare` looks a run up by its key in the store's layers; :func:`train_missing` trains the
-others into ``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (a killed one resumes), one by one
-in this process or, on a GPU, several at once (:func:`convnext_report.packing.choose_workers`; each
-run in its own process), and stores each as soon as it finishes. The remote tools also decide when a
-run may start (``may_start``: their deadline) and act on each stored run (``on_stored``: their archive).
+:func:`prepare` looks a run up by its key; :func:`train_missing` trains the others into
+``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (a killed one resumes), one by one in this process
+or, on a GPU, several at once (``packing.choose_workers``; each in its own process). The tools also
+decide when a run may start (``may_start``: a deadline) and act on each stored run (``on_stored``).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..distributed import resolve_device
 from ..engine import NonFiniteLossError
 from ..packing import PackedRunsError, choose_workers, train_many
 from ..runfolder import CHECKPOINT_BEST, Run, load_run, read_json
@@ -29,7 +27,7 @@ __all__ = ["Obtained", "Pending", "prepare", "runs_folder", "train_missing"]
 
 @dataclass
 class Obtained:
-    """A chapter's run and where it came from: ``"store"`` (found) or ``"trained"`` (here, in ``seconds``)."""
+    """A chapter's run and where it came from: ``"store"`` or ``"trained"`` (here, in ``seconds``)."""
 
     run: Run
     key: str
@@ -40,7 +38,7 @@ class Obtained:
 
 @dataclass
 class Pending:
-    """A run to train: its chapter, label, key, config (with its run folder) and stale entry, if any."""
+    """A run to train (its config names its run folder) and its stale entry, if any."""
 
     chapter: str
     label: str
@@ -60,16 +58,12 @@ def runs_folder(chapter: str, smoke: bool) -> Path:
 
 
 def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights: bool = False) -> Obtained | Pending:
-    """The stored run ``config`` describes, or what to train.
-
-    ``need_weights``: the run's weights must be on this machine (chapter 3's backbone): a stored run
-    without a local checkpoint is trained again (same key: its entry is replaced).
-    """
+    """The stored run ``config`` describes, or what to train. ``need_weights`` (chapter 3's backbone): a
+    stored run without its checkpoint on this machine is trained again (same key: its entry is replaced)."""
     key = store.run_key(config)
-    config = config.replace(out_dir=str(runs_folder(chapter, smoke)), run_name=store.entry_name(label, config.seed, key),
-                            resume=True)
-    entry = store.find(key, smoke=smoke)
-    folder = Path(config.out_dir) / config.run_name
+    name = store.entry_name(label, config.seed, key)
+    config = config.replace(out_dir=str(runs_folder(chapter, smoke)), run_name=name, resume=True)
+    entry, folder = store.find(key, smoke=smoke), Path(config.out_dir) / config.run_name
     if entry is not None and need_weights and (folder / CHECKPOINT_BEST).is_file():
         return Obtained(load_run(folder), key, "store", entry)
     if entry is not None and not need_weights:
@@ -80,17 +74,13 @@ def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights:
 def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
                   may_start: Callable[[Pending], bool] | None = None,
                   on_stored: Callable[[Pending, Obtained], None] | None = None) -> tuple[list[Obtained], list[Pending]]:
-    """Train and store ``pending`` in order, up to ``workers`` at once (default: ``choose_workers``).
-
-    Returns the runs trained (in order) and those not started because ``may_start`` said no. A run that
-    diverged is kept up to its last finite epoch (and says so); another failure is raised once the
-    runs already started have finished.
-    """
+    """Train and store ``pending``, up to ``workers`` at once (default ``choose_workers``); the runs trained
+    and those ``may_start`` kept from starting. A run that diverged is kept up to its last finite epoch;
+    another failure is raised once the runs already started have finished."""
     if not pending:
         return [], []
-    k = choose_workers([p.config for p in pending], resolve_device(pending[0].config.device), workers=workers)
-    lock = threading.Lock()
-    done: dict[int, Obtained] = {}
+    k = choose_workers([p.config for p in pending], pending[0].config.device, workers=workers)
+    lock, done = threading.Lock(), {}
 
     def one(index: int, p: Pending) -> None:
         with lock:
@@ -98,7 +88,7 @@ def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
                 return
         _check_weights(p)
         start = time.monotonic()
-        run = _train_here(p) if k == 1 else _train_apart(p)
+        run = _train(p, apart=k > 1)
         entry = store.put(p.folder, key=p.key, chapter=p.chapter, label=p.label, seed=p.config.seed, smoke=p.smoke,
                           replace=p.entry is not None)
         with lock:
@@ -110,7 +100,7 @@ def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
         for index, p in enumerate(pending):
             one(index, p)
     else:
-        with ThreadPoolExecutor(k) as pool:  # each run in its own process; a thread waits for it
+        with ThreadPoolExecutor(k) as pool:  # a thread waits for each run's process
             futures = [pool.submit(one, i, p) for i, p in enumerate(pending)]
             try:
                 for future in futures:
@@ -131,22 +121,12 @@ def _check_weights(p: Pending) -> None:
             "(or execute chapter 03 with `-p retrain_for_weights True`).")
 
 
-def _diverged(p: Pending, err: Exception) -> Run:
-    print(f"{p.label} (seed {p.config.seed}) diverged and is reported up to its last finite epoch: {err}")
-    return load_run(p.folder)
-
-
-def _train_here(p: Pending) -> Run:
+def _train(p: Pending, *, apart: bool) -> Run:
+    """Train here, or (``apart``) in a process of its own; a run that diverged keeps its finite epochs."""
     try:
-        return train(p.config)
-    except NonFiniteLossError as err:  # diverged: keep the epochs before it, say so, go on
-        return _diverged(p, err)
-
-
-def _train_apart(p: Pending) -> Run:
-    try:
-        return train_many([p.config], workers=1)[0]
-    except PackedRunsError as err:
+        return train_many([p.config], workers=1)[0] if apart else train(p.config)
+    except (NonFiniteLossError, PackedRunsError) as err:
         if read_json(p.folder / "record.json").get("stop_reason") != "non_finite_loss":
             raise
-        return _diverged(p, err)
+        print(f"{p.label} (seed {p.config.seed}) diverged and is reported up to its last finite epoch: {err}")
+        return load_run(p.folder)

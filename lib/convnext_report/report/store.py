@@ -1,26 +1,15 @@
 """The result store, a run's key, and where the book's files live.
 
-Two layers. Everything a chapter writes goes to the untracked local layer under ``<runs>``
-(``$CONVNEXT_REPORT_RUNS``, default ``<repo>/runs``); ``python -m convnext_report publish`` copies what
-a chapter used into the committed layer. Reading looks in the local layer first:
+Chapters write only the local layer under ``<runs>`` (``$CONVNEXT_REPORT_RUNS``, default ``<repo>/runs``):
+``results/`` (store entries), ``records/``, ``notebooks/``, ``backbones/`` and the run folders;
+``python -m convnext_report publish`` copies into the committed layer (``results/``, ``book/records/``,
+``book/``). Reading looks in the local layer first.
 
-=============  ========================  ========================
-kind           local layer               committed layer
-=============  ========================  ========================
-``results``    ``<runs>/results``        ``results/``
-``records``    ``<runs>/records``        ``book/records/``
-``notebooks``  ``<runs>/notebooks``      ``book/``
-=============  ========================  ========================
-
-Run folders (with weights) are ``<runs>/<chapter>[-smoke]/``, chapter 3's backbones ``<runs>/backbones``.
-
-An entry of the store is ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``: every file of the
-run folder except weights, and ``store.json`` (key, chapter, label, seed, configuration,
-:data:`STORE_VERSION`, when and where the run was trained, the sha256 of every file, checked when read).
-A run is found by its key (:func:`run_key`): the sha256 of the config fields that change what it
-computes (not the runtime keys, not :func:`convnext_report.config.inactive_keys`), of
-:data:`STORE_VERSION` and of the *identity* of ``pretrained`` (a timm id; chapter 3's backbone: the key
-of the run that trained it; another file: its sha256), so it is the same on every machine.
+An entry, ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``, holds a run folder's files but
+weights, and ``store.json`` (key, chapter, label, seed, configuration, :data:`STORE_VERSION`, where and
+when trained, each file's sha256). A run's key hashes the config fields that change what it computes
+(not the runtime keys, not ``config.inactive_keys``), :data:`STORE_VERSION` and the identity of
+``pretrained``, so it is the same on every machine.
 """
 
 from __future__ import annotations
@@ -66,9 +55,6 @@ class StoreError(RuntimeError):
     """An entry cannot be written or read (unfinished run, changed file)."""
 
 
-# ------------------------------------------------------------------ where things live
-
-
 def repo_root() -> Path:
     """The book's root (the folder holding ``_toc.yml`` and ``book/``): searched from the cwd, then from here."""
     for start in (Path.cwd(), Path(__file__).resolve()):
@@ -97,11 +83,8 @@ def committed_dir(kind: str) -> Path:
 
 def layers(kind: str) -> list[Path]:
     """Where ``kind`` is read from, first wins: the local layer, then the committed one."""
-    out: list[Path] = []
-    for folder in (local_dir(kind), committed_dir(kind)):
-        if all(folder.resolve() != seen.resolve() for seen in out):
-            out.append(folder)
-    return out
+    local, committed = local_dir(kind), committed_dir(kind)
+    return [local] if local.resolve() == committed.resolve() else [local, committed]
 
 
 def display_path(path: str | Path) -> str:
@@ -114,9 +97,6 @@ def display_path(path: str | Path) -> str:
     return path.name if path.is_absolute() else str(path)
 
 
-# ------------------------------------------------------------------ keys
-
-
 def pretrained_identity(config: Any) -> str | None:
     """``None``, ``"timm:<id>"``, ``"run:<store key>"`` (chapter 3's backbone) or ``"sha256:<hex>"``."""
     tag = (config.extra or {}).get(IDENTITY_TAG)
@@ -127,10 +107,8 @@ def pretrained_identity(config: Any) -> str | None:
         return None
     path = Path(value).expanduser()
     if path.is_file():
-        meta = read_json(path.with_suffix(".json")) if path.with_suffix(".json").is_file() else {}
-        stat = path.stat()
-        return f"run:{meta['store_key']}" if meta.get("store_key") else \
-            f"sha256:{_file_sha256(str(path), stat.st_mtime_ns, stat.st_size)}"
+        key, stat = read_json(path.with_suffix(".json")).get("store_key"), path.stat()
+        return f"run:{key}" if key else f"sha256:{_file_sha256(str(path), stat.st_mtime_ns, stat.st_size)}"
     if path.suffix in WEIGHT_SUFFIXES or ("/" in value and not value.startswith("hf-hub:")):
         raise FileNotFoundError(f"pretrained={value!r} is not a file, so the run cannot be identified; "
                                 "pass an existing checkpoint or a timm id")
@@ -162,9 +140,6 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:  # mtime and size 
     return digest.hexdigest()
 
 
-# ------------------------------------------------------------------ entries
-
-
 @dataclass(frozen=True)
 class Entry:
     """One stored run: its folder and its ``store.json``."""
@@ -177,20 +152,18 @@ class Entry:
         return str(self.meta["key"])
 
     @property
-    def chapter(self) -> str:
-        return str(self.meta.get("chapter", ""))
-
-    @property
-    def smoke(self) -> bool:
-        return self.meta.get("configuration") == "smoke"
-
-    @property
     def bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
 
-def _root(root: Path, smoke: bool) -> Path:
-    return root / "smoke" if smoke else root
+def _scan(smoke: bool, pattern: str = "*/*") -> list[Entry]:
+    """The entries of a configuration whose folders match ``pattern``, layer by layer (local first)."""
+    found = []
+    for root in layers("results"):
+        for meta_file in sorted((root / "smoke" if smoke else root).glob(f"{pattern}/{STORE_FILE}")):
+            entry = _read(meta_file)
+            found += [entry] if entry is not None else []
+    return found
 
 
 def _read(meta_file: Path) -> Entry | None:
@@ -203,22 +176,14 @@ def _read(meta_file: Path) -> Entry | None:
 
 def find(key: str, *, smoke: bool) -> Entry | None:
     """The entry with ``key`` in the first layer that has it."""
-    for root in layers("results"):
-        for meta_file in sorted(_root(root, smoke).glob(f"*/*-{key[:8]}/{STORE_FILE}")):
-            entry = _read(meta_file)
-            if entry is not None and entry.key == key:
-                return entry
-    return None
+    return next((e for e in _scan(smoke, f"*/*-{key[:8]}") if e.key == key), None)
 
 
 def entries(*, smoke: bool) -> list[Entry]:
     """Every entry of a configuration, each key once (the local layer wins)."""
     found: dict[str, Entry] = {}
-    for root in layers("results"):
-        for meta_file in sorted(_root(root, smoke).glob(f"*/*/{STORE_FILE}")):
-            entry = _read(meta_file)
-            if entry is not None:
-                found.setdefault(entry.key, entry)
+    for entry in _scan(smoke):
+        found.setdefault(entry.key, entry)
     return list(found.values())
 
 
@@ -228,17 +193,14 @@ def _sha256(path: Path) -> str:
 
 def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: int, smoke: bool,
         replace: bool = False) -> Entry:
-    """Copy a finished run folder's small files into the local layer's store.
-
-    Written into a temporary folder and renamed into place, so an entry is whole or absent. An
-    entry with the same key already there is returned unchanged, or replaced if ``replace``.
-    """
+    """Copy a finished run folder's small files into the local layer's store, whole or not at all (a
+    temporary folder renamed into place); an entry of that key is kept, or replaced if ``replace``."""
     folder = Path(folder)
     record = read_json(folder / "record.json")
     status = record.get("status")  # finished, or stopped by a non-finite loss (a result too)
     if not (status == "finished" or (status == "failed" and record.get("stop_reason") == "non_finite_loss")):
         raise StoreError(f"run {folder} is not finished (status {status!r}); only finished runs are stored")
-    dest = _root(local_dir("results"), smoke) / chapter / entry_name(label, seed, key)
+    dest = local_dir("results") / ("smoke" if smoke else "") / chapter / entry_name(label, seed, key)
     existing = _read(dest / STORE_FILE)
     if existing is not None and existing.key == key and not replace:
         return existing
@@ -295,19 +257,14 @@ def verify(entry: Entry) -> list[str]:
     problems = []
     for name, digest in entry.meta.get("files", {}).items():
         path = entry.path / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif _sha256(path) != digest:
-            problems.append(f"{name} changed since it was stored")
+        if not path.is_file() or _sha256(path) != digest:
+            problems.append(f"{name} {'changed since it was stored' if path.is_file() else 'is missing'}")
     return problems
 
 
 def load(entry: Entry, request: Any = None) -> Run:
-    """The stored run as a :class:`Run` (no weights: ``load_model`` says so).
-
-    ``request``: the config the chapter asked for; its runtime keys, ``extra`` and ``pretrained``
-    replace the stored ones (same key, so the same computation), e.g. the data folder of this machine.
-    """
+    """The stored run as a :class:`Run` without weights; ``request`` (the config asked for, same key) gives
+    its runtime keys, ``extra`` and ``pretrained`` (e.g. this machine's data folder)."""
     problems = verify(entry)
     if problems:
         raise StoreError(f"store entry {entry.path} is damaged: {'; '.join(problems)}. Restore it "
