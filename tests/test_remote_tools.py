@@ -211,3 +211,17 @@ def test_remote_carry_copies_what_the_chapters_read(tmp_path, data_root):
     bad = subprocess.run([*run, "--chapters", "99_nothing"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown chapters ['99_nothing']" in bad.stderr
     assert (dest / "data" / "cifar100").is_dir()  # a refused call leaves the last carry folder as it was
+
+
+def test_train_missing_starts_no_run_that_would_end_after_its_deadline(tmp_path, clean_env):
+    """A deadline seconds away: the plan's estimate of every run of chapter 6 ends after it, so none starts."""
+    (tmp_path / "small.yaml").write_text(SMALL)
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "tools/train_missing", "--chapters", "06_optimisers", "--smoke", "-f",
+                           str(tmp_path / "small.yaml"), "--minutes", "0.05", "--report", str(report)], cwd=REPO,
+                          env=clean_env(CONVNEXT_REPORT_RUNS=str(tmp_path / "runs")), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(report.read_text())
+    assert runs["trained"] == [] and len(runs["not_started"]) == 4
+    assert "not started: 06_optimisers" in done.stdout and not (tmp_path / "runs" / "06_optimisers-smoke").exists()
