@@ -69,3 +69,11 @@ def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: P
     assert "epochs: 0 is out of range; allowed: an integer >= 1" in err
     assert "hflip: must be true or false, got 'maybe' (str)" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_the_command_line_needs_no_papermill() -> None:
+    """papermill is the book's extra: ``train`` (and every packed run's process) imports without it."""
+    code = "import sys, convnext_report.cli; assert 'papermill' not in sys.modules, 'cli imports papermill'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")})
+    assert done.returncode == 0, done.stderr

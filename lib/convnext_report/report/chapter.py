@@ -171,7 +171,8 @@ def start(name: str, namespace: Mapping[str, Any], *, title: str, defaults: Mapp
     unknown = sorted(set(values) - set(declared))
     if unknown:
         raise ValueError(f"{name}: {unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} "
-                         f"of this chapter (a typo?); its parameters: {', '.join(sorted(declared))}")
+                         f"of this chapter (a typo?); its parameters: {', '.join(sorted(declared))} (in an "
+                         "interactive session, the values later cells set count too: restart the kernel)")
     params = {k: values.get(k, v) for k, v in declared.items()}
     if "seeds" in params and not list(params["seeds"]):
         raise ValueError(f"{name}: seeds is empty: at least one seed is needed (e.g. -y \"seeds: [0]\")")

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import papermill
 import yaml
 
 from .store import repo_root
@@ -29,6 +28,8 @@ def smoke_file(name: str) -> Path:
 
 def defaults(name: str) -> dict[str, Any]:
     """The defaults of chapter ``name``'s parameters cell, read by ``papermill.inspect_notebook``."""
+    import papermill  # the book's extra: the command line's ``train`` runs without it
+
     declared = papermill.inspect_notebook(str(notebook(name)))
     return {key: ast.literal_eval(info["default"]) for key, info in declared.items()}
 
