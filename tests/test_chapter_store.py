@@ -77,6 +77,17 @@ def test_the_runner_asks_before_each_start_and_reports_each_stored_run(trained, 
     assert told == [(g.key, g.entry.path.name) for g in done] and all(g.seconds > 0 for g in done)
 
 
+def test_packed_runs_each_train_in_a_process_and_are_stored_as_they_finish(trained, data_root):
+    """The GPU path on a CPU: two runs at once, each in its own process (packing.train_many), both stored."""
+    ch = start("06_t", data_root, seeds=[0, 1])
+    found = [runner.prepare("06_t", "a", ch.config(seed=s), smoke=False) for s in (0, 1)]
+    told = []
+    done, not_started = runner.train_missing(found, workers=2, on_stored=lambda p, got: told.append(p.config.seed))
+    assert not trained and not not_started, "trained in child processes, not in this one"
+    assert sorted(told) == [0, 1] and [g.run.config.seed for g in done] == [0, 1]
+    assert all((g.entry.path / "store.json").is_file() and g.run.record["status"] == "finished" for g in done)
+
+
 def test_weights_needed_trains_a_stored_run_again_once(trained, data_root, tmp_path):
     """Chapter 3: its run is stored, but chapters 4-5 need the weights, which are not on this machine."""
     first = start("03_t", data_root, seeds=[0]).train("pretrain", weights=True)
