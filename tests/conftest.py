@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -48,16 +49,57 @@ def _ctrl_c_not_ignored() -> None:
 
 @pytest.fixture
 def book_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The book's folders (runs, store, records) in a temporary folder and no switches set: a test of the
-    report layer never reads or writes the repository's store or records."""
-    from convnext_report.report import paths, switches
+    """The local layer (runs, store entries, records) in ``tmp_path/runs``: a test of the report layer never
+    writes the repository (it may read its committed layer)."""
+    from convnext_report.report import store
 
-    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs"))
-    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(paths.RECORDS_ENV, str(tmp_path / "records"))
-    for name in (paths.PUBLISH_ENV, paths.SMOKE_ENV, switches.TRAIN_ENV, switches.DEADLINE_ENV):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(store.RUNS_ENV, str(tmp_path / "runs"))
     return tmp_path
+
+
+@pytest.fixture
+def book_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A book of its own: ``_toc.yml``, ``book/`` (its notebooks and smoke files) and ``benchmarks/`` copied into
+    ``tmp_path/repo``, an empty committed layer, the cwd there and the runs folder in ``tmp_path/runs``."""
+    from convnext_report.report import store
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "book", repo / "book", ignore=shutil.ignore_patterns("records", "__pycache__"))
+    shutil.copytree(REPO / "benchmarks" / "results", repo / "benchmarks" / "results")
+    shutil.copy2(REPO / "_toc.yml", repo / "_toc.yml")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv(store.RUNS_ENV, str(tmp_path / "runs"))
+    return repo
+
+
+#: what a copy of the repository leaves out: environments, runs, builds, git, caches, carried folders
+COPY_IGNORE = shutil.ignore_patterns(".venv", "runs", "_build", ".git", "__pycache__", ".pytest_cache", "test-output",
+                                     ".carry", "*.whl")
+
+
+@pytest.fixture(scope="session")
+def copy_repo():
+    """A function that copies this repository to a folder, without its result store (the runs a test makes
+    are the only entries) and without what :data:`COPY_IGNORE` names; it returns the copy."""
+    def copy(dest: Path) -> Path:
+        shutil.copytree(REPO, dest, ignore=COPY_IGNORE)
+        shutil.rmtree(dest / "results", ignore_errors=True)
+        return dest
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def clean_env():
+    """A function giving this process's environment without the book's variables (the decoded-data cache
+    stays) and without PYTHONPATH, then ``extra``."""
+    def env(**extra: str) -> dict[str, str]:
+        kept = {k: v for k, v in os.environ.items()
+                if not k.startswith("CONVNEXT_REPORT_") or k == "CONVNEXT_REPORT_CACHE"}
+        kept.pop("PYTHONPATH", None)
+        return {**kept, **extra}
+
+    return env
 
 
 @pytest.fixture(scope="session")

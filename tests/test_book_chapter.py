@@ -1,4 +1,4 @@
-"""chapter: parameters, the smoke switch, folders, records, banners, backbones and recipes."""
+"""chapter: parameters (declared, changed, refused), folders, records, banners, backbones and recipes."""
 
 from __future__ import annotations
 
@@ -11,70 +11,82 @@ import torch
 
 from convnext_report.config import TrainConfig
 from convnext_report.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from convnext_report.report import backbones, banners, chapter, paths, recipes
+from convnext_report.report import backbones, banners, chapter, recipes
+
+
+#: the parameters cell of the chapters below (``04_x`` has a smoke file in the test's book)
+DEFAULTS = {"smoke": False, "epochs": 30, "seeds": [0, 1, 2], "dataset": "cifar10", "lr": 1e-3, "device": "cpu"}
 
 
 @pytest.fixture(autouse=True)
-def _folders(book_folders):
-    """Every test here works in temporary book folders."""
+def _folders(book_copy):
+    """Every test here works in a book of its own; chapter 04_x's smoke file sets epochs 1 and seed 0."""
+    (book_copy / "book" / "params" / "04_x.smoke.yaml").write_text("smoke: true\nepochs: 1\nseeds: [0]\n")
 
 
 def namespace(**extra):
-    """What a notebook's globals look like after the parameters cell."""
-    return {"In": ["x"], "Out": {}, "_": None, "_i1": "x", "get_ipython": print, "pd": pd,
-            "smoke": False, "epochs": 30, "seeds": [0, 1, 2], "dataset": "cifar10", "lr": 1e-3, "device": "cpu",
-            **extra}
+    """What a notebook's globals look like after the parameters cell (and papermill's injected cell)."""
+    return {"In": ["x"], "Out": {}, "_": None, "_i1": "x", "get_ipython": print, "pd": pd, **DEFAULTS, **extra}
+
+
+def start(**extra):
+    return chapter.start("04_x", namespace(**extra), title="X", defaults=DEFAULTS)
 
 
 def test_parameters_are_plain_public_values():
-    assert chapter.parameters(namespace()) == {"smoke": False, "epochs": 30, "seeds": [0, 1, 2],
-                                               "dataset": "cifar10", "lr": 1e-3, "device": "cpu"}
+    assert chapter.parameters(namespace()) == DEFAULTS
 
 
 def test_full_configuration_by_default():
-    ch = chapter.start("04_x", namespace(), title="X", smoke=dict(epochs=1))
-    assert ch.configuration == "full" and ch.epochs == 30 and not ch.reductions
+    ch = start()
+    assert ch.configuration == "full" and ch.epochs == 30 and not ch.changed
     assert repr(ch) == "Chapter('04_x', configuration='full')"
     with pytest.raises(AttributeError, match="no parameter 'nope'"):
         ch.nope
 
 
-@pytest.mark.parametrize("how", ["parameter", "environment"])
-def test_smoke_switch(how, monkeypatch):
-    ns = namespace(smoke=how == "parameter")
-    if how == "environment":
-        monkeypatch.setenv(paths.SMOKE_ENV, "1")
-    ch = chapter.start("04_x", ns, title="X", smoke=dict(epochs=1, seeds=[0]))
+def test_the_smoke_file_and_passed_values_are_told_apart():
+    ch = start(smoke=True, epochs=1, seeds=[0], lr=0.5)  # papermill -f 04_x.smoke.yaml -p lr 0.5
     assert ch.configuration == "smoke" and ch.epochs == 1 and ch.seeds == [0]
-    assert ch.reductions == {"epochs": (30, 1), "seeds": ([0, 1, 2], [0])}
-    assert ch.record["smoke_reductions"]["epochs"] == {"full": 30, "smoke": 1}
+    assert ch.changed == {"smoke": (False, "smoke file"), "epochs": (30, "smoke file"),
+                          "seeds": ([0, 1, 2], "smoke file"), "lr": (1e-3, "passed (-p/-y)")}
+    assert ch.record["changed"]["epochs"] == {"full": 30, "value": 1, "by": "smoke file"}
     table = ch.settings()
     assert table.loc["epochs", "value"] == "1" and table.loc["epochs", "full configuration"] == "30"
+    assert table.loc["lr", "set by"] == "passed (-p/-y)" and table.loc["dataset", "set by"] == "default"
+    # -p epochs 2 with the smoke file: 2 is not the smoke file's value, so it reads as passed
+    assert start(smoke=True, epochs=2).changed["epochs"] == (30, "passed (-p/-y)")
+    # without smoke, a value that equals the smoke file's is still passed
+    assert start(epochs=1).changed == {"epochs": (30, "passed (-p/-y)")}
 
 
-def test_smoke_without_reductions_is_full(monkeypatch):
-    monkeypatch.setenv(paths.SMOKE_ENV, "1")
-    assert chapter.start("02_x", namespace(), title="X").configuration == "full"
+def test_unknown_parameters_and_empty_seeds_are_refused():
+    with pytest.raises(ValueError, match=r"04_x: \['lrr'\] is not a parameter of this chapter.*parameters: dataset, "
+                                         r"device, epochs, lr, seeds, smoke"):
+        start(lrr=0.1)  # papermill -p lrr 0.1 only warns
+    with pytest.raises(ValueError, match="at least one seed is needed"):
+        start(seeds=[])  # -y "seeds: []"
 
 
-def test_unknown_smoke_key_is_an_error():
-    with pytest.raises(ValueError, match="not parameters"):
-        chapter.start("04_x", namespace(), title="X", smoke=dict(epoch=1))
+def test_parameters_come_from_the_notebook_by_default(book_copy):
+    ns = {"smoke": False, "dataset": "cifar100", "model": "convnextv2_tiny", "norms": ["layernorm", "dyt"]}
+    with pytest.raises(ValueError, match="'typo'"):
+        chapter.start("07_normalisation", {**ns, "typo": 1}, title="T")
+    ch = chapter.start("07_normalisation", {**ns, "epochs": 3}, title="T")
+    assert ch.epochs == 3 and ch.dyt_alpha_init == 0.5 and ch.changed == {"epochs": (20, "passed (-p/-y)")}
 
 
-def test_banner_says_smoke_and_not_a_result(monkeypatch):
-    monkeypatch.setenv(paths.SMOKE_ENV, "yes")
-    ch = chapter.start("04_x", namespace(), title="X", smoke=dict(epochs=1))
-    text = ch.banner().data
+def test_banner_says_smoke_and_not_a_result():
+    text = start(smoke=True, epochs=1, lr=0.5).banner().data
     assert text.startswith("```{admonition} CPU smoke configuration — not a result")
-    assert ":class: warning" in text and "`epochs` 30 → 1" in text
-    monkeypatch.delenv(paths.SMOKE_ENV)
-    full = chapter.start("04_x", namespace(), title="X", smoke=dict(epochs=1)).banner().data
-    assert "Executed on CPU" in full  # the test machine has no GPU
+    assert ":class: warning" in text and "`epochs` 30 → 1 (smoke file)" in text
+    assert "`lr` 0.001 → 0.5 (passed" in text
+    full = start(lr=0.5).banner().data
+    assert "Executed on CPU" in full and "Changed from the full configuration: `lr` 0.001 → 0.5" in full
 
 
 def test_config_maps_parameters_and_changes(tmp_path):
-    ch = chapter.start("04_x", namespace(), title="X")
+    ch = start()
     cfg = ch.config(model="convnextv2_nano", lr=5e-4)
     assert isinstance(cfg, TrainConfig)
     assert (cfg.dataset, cfg.epochs, cfg.lr, cfg.model, cfg.progress) == ("cifar10", 30, 5e-4, "convnextv2_nano", False)
@@ -82,16 +94,10 @@ def test_config_maps_parameters_and_changes(tmp_path):
     assert cfg.extra == {"chapter": "04_x", "configuration": "full"}
 
 
-def test_config_hash_ignores_runtime_keys():
-    a = TrainConfig()
-    assert chapter.config_hash(a) == chapter.config_hash(a.replace(device="cuda", progress=False, run_name="x"))
-    assert chapter.config_hash(a) != chapter.config_hash(a.replace(lr=1.0))
-
-
 def test_finish_writes_the_record(tmp_path):
-    ch = chapter.start("04_x", namespace(), title="X")
+    ch = start(lr=0.5)
     path = ch.finish([{"key": "k", "mean": 1.0}])
-    assert path == tmp_path / "records" / "04_x.json"
+    assert path == tmp_path / "runs" / "records" / "04_x.json"
     record = json.loads(path.read_text())
     assert record["chapter"] == "04_x" and record["configuration"] == "full"
     assert record["gpu_minutes"] == 0.0 and record["minutes"] >= 0
@@ -99,6 +105,7 @@ def test_finish_writes_the_record(tmp_path):
     assert env["device_type"] == "cpu" and env["torch"] == metadata.version("torch")
     assert {"device", "python", "timm", "git_commit", "git_dirty"} <= set(env)
     assert record["results"] == [{"key": "k", "mean": 1.0}] and record["parameters"]["epochs"] == 30
+    assert record["changed"] == {"lr": {"full": 1e-3, "value": 0.5, "by": "passed (-p/-y)"}}
 
 
 def test_records_banner():
@@ -108,9 +115,9 @@ def test_records_banner():
     assert "full configuration" in banners.records_banner([{"chapter": "b", "configuration": "full"}]).data
 
 
-def test_find_backbone_explains_what_to_run():
-    with pytest.raises(FileNotFoundError, match="Run chapter 03 first.*-p smoke True"):
-        backbones.find_backbone("nothing", smoke=True)
+def test_a_missing_backbone_says_what_to_run():
+    with pytest.raises(FileNotFoundError, match="Execute chapter 03 first.*-f book/params/03_source_backbone.smoke"):
+        backbones.backbone_meta("nothing", smoke=True)
     with pytest.raises(FileNotFoundError, match="chapter 03"):
         backbones.transfer_source(None, "nothing")
 
@@ -130,8 +137,8 @@ def test_export_and_find_backbone(tmp_path):
     assert path == tmp_path / "runs" / "backbones" / "bb-smoke.pt"
     saved = torch.load(path, weights_only=False)
     assert torch.equal(saved["model"]["w"], torch.ones(2)) and saved["meta"]["model"] == "convnext_tiny"
-    found, meta = backbones.find_backbone("bb", smoke=True)
-    assert found == path and meta["test_top1"] == pytest.approx(30.0)
+    meta = backbones.backbone_meta("bb", smoke=True)
+    assert meta["test_top1"] == pytest.approx(30.0) and meta["model"] == "convnext_tiny"
     source = backbones.transfer_source(None, "bb", smoke=True)
     identity = {"pretrained_identity": f"run:{meta['store_key']}"}  # the backbone's identity: its run's store key
     stats = {"normalize_mean": list(IMAGENET_MEAN), "normalize_std": list(IMAGENET_STD)}  # as in pretraining
@@ -153,15 +160,3 @@ def test_recipes_and_grid():
     grid = recipes.grid({"lr": 1.0}, model=["a", "b"], optimizer=["sgd", "adamw"])
     assert list(grid) == ["a / sgd", "a / adamw", "b / sgd", "b / adamw"]
     assert grid["b / adamw"] == {"lr": 1.0, "model": "b", "optimizer": "adamw"}
-
-
-def test_repo_root_and_default_folders(monkeypatch, tmp_path):
-    monkeypatch.delenv(paths.RECORDS_ENV)
-    root = paths.repo_root()
-    assert (root / "_toc.yml").is_file()
-    # records go to the repository only when publishing; otherwise to the untracked runs folder
-    assert paths.records_dir() == tmp_path / "runs" / "records"
-    assert paths.record_layers() == [tmp_path / "runs" / "records", root / "book" / "records"]
-    monkeypatch.setenv(paths.PUBLISH_ENV, "1")
-    assert paths.records_dir() == root / "book" / "records"
-    assert paths.record_layers() == [root / "book" / "records"]

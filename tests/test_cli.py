@@ -130,3 +130,11 @@ def test_no_data_setting_and_no_hub_fails_at_once_in_one_line(tmp_path: Path, mo
     monkeypatch.setitem(sys.modules, "datasets", None)  # not installed
     status, out, err = _main(*args, capsys=capsys)
     assert status == 1 and "needs the `datasets` package, which is not installed" in err
+
+
+def test_the_command_line_needs_no_papermill() -> None:
+    """papermill is the book's extra: ``train`` (and every packed run's process) imports without it."""
+    code = "import sys, convnext_report.cli; assert 'papermill' not in sys.modules, 'cli imports papermill'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")})
+    assert done.returncode == 0, done.stderr

@@ -16,8 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from convnext_report import figures  # noqa: E402
 from convnext_report.evaluation import EvalResult  # noqa: E402
-from convnext_report.report import figures as book_figures  # noqa: E402
-from convnext_report.report import sources  # noqa: E402
+from convnext_report.report import claims, diagrams  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -101,16 +100,16 @@ def test_plot_confusion_limits_classes():
 
 
 def test_book_only_figures():
-    fig = book_figures.plot_roadmap(sources.roadmap_frame(), reference={"Swin-T": sources.SWIN_T_TOP1})
-    assert len(fig.axes[0].patches) == len(sources.ROADMAP)
-    fig = book_figures.plot_blocks()
-    assert [ax.get_title() for ax in fig.axes] == list(book_figures.BLOCKS)
-    assert len(book_figures.plot_dyt([0.5, 2.0]).axes[0].lines) == 3
+    fig = diagrams.plot_roadmap(claims.roadmap_frame(), reference={"Swin-T": claims.SWIN_T_TOP1})
+    assert len(fig.axes[0].patches) == len(claims.ROADMAP)
+    fig = diagrams.plot_blocks()
+    assert [ax.get_title() for ax in fig.axes] == list(diagrams.BLOCKS)
+    assert len(diagrams.plot_dyt([0.5, 2.0]).axes[0].lines) == 3
     before = np.linspace(1, 3, 16)
-    assert len(book_figures.plot_grn(before, before * 1.5).axes) == 2
+    assert len(diagrams.plot_grn(before, before * 1.5).axes) == 2
     stages = pd.DataFrame({"setting": ["a"] * 3 + ["b"] * 3, "layer": ["stem", "stage 1", "stage 2"] * 2,
                            "side": [8, 4, 2, 16, 8, 4]})
-    assert len(book_figures.plot_stage_sizes(stages).axes[0].lines) == 3  # two settings + the 1-pixel line
+    assert len(diagrams.plot_stage_sizes(stages).axes[0].lines) == 3  # two settings + the 1-pixel line
     alpha = pd.DataFrame({"epoch": [0, 1, 0, 1], "alpha": [0.5, 0.6, 0.5, 0.4], "stage": ["stem", "stem", "s1", "s1"]})
     assert len(figures.plot_alpha(alpha, hue="stage").axes[0].lines) == 2
 
@@ -121,7 +120,7 @@ def test_curves_bars_and_versus_source():
     summary = pd.DataFrame({"x": ["m1", "m1", "m2", "m2"], "h": ["o1", "o2"] * 2, "mean": [1, 2, 3, 4],
                             "std": [0.1, None, 0.2, 0.3]})
     assert len(figures.plot_metric_bars(summary, x="x", hue="h", reference={"ref": 2.5}).axes[0].patches) == 4
-    empty = book_figures.plot_versus_source(pd.DataFrame(columns=["experiment", "this book", "std", "source"]))
+    empty = diagrams.plot_versus_source(pd.DataFrame(columns=["experiment", "this book", "std", "source"]))
     assert "not results" in empty.axes[0].texts[0].get_text()
     full = pd.DataFrame({"experiment": ["e"], "this book": [60.0], "std": [1.0], "source": [82.61]})
-    assert len(book_figures.plot_versus_source(full).axes[0].patches) == 2
+    assert len(diagrams.plot_versus_source(full).axes[0].patches) == 2

@@ -1,15 +1,17 @@
-"""The GPU budget of the committed notebooks, its estimates, and passed parameters in smoke mode."""
+"""The GPU plan of the committed notebooks: budget, estimates, smoke files, parameter files, a window's deadline."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from convnext_report.cli import main
 from convnext_report.config import TrainConfig
-from convnext_report.report import chapter, designs, estimate, parameters, paths, plan
+from convnext_report.report import experiments, parameters, plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,19 +24,19 @@ def _folders(book_folders):
 @pytest.fixture(scope="module")
 def book_plan() -> list[plan.ChapterPlan]:
     """The plan as ``python -m convnext_report plan`` makes it (with any GPU benchmark rows committed)."""
-    return plan.build_plan(book=REPO / "book", benchmarks=estimate.load_benchmarks(REPO / "benchmarks" / "results"))
+    return plan.build_plan(benchmarks=plan.read_benchmarks())
 
 
 def test_the_book_fits_its_gpu_budget(book_plan):
     seconds = {p.name: p.seconds for p in book_plan}
     assert sum(seconds.values()) <= plan.TOTAL_LIMIT_S, seconds
     assert all(s <= plan.CHAPTER_LIMIT_S for s in seconds.values()), seconds
-    assert sum(seconds[c] for c in designs.TRANSFER_CHAIN) <= plan.CHAIN_LIMIT_S, seconds
+    assert sum(seconds[c] for c in experiments.TRANSFER_CHAIN) <= plan.CHAIN_LIMIT_S, seconds
 
 
 def test_compared_numbers_have_three_seeds_and_the_source_recipe_beside_ours(book_plan):
     by_name = {p.name: p for p in book_plan}
-    for name in designs.TRAINING_CHAPTERS[1:]:
+    for name in experiments.TRAINING_CHAPTERS[1:]:
         assert len({r.seed for r in by_name[name].runs}) >= 3, name
     for name in ("06_optimisers", "07_normalisation"):  # source 001's data set; its recipe beside ours
         runs = by_name[name].runs
@@ -62,48 +64,79 @@ def test_cli_prints_chapters_and_a_total_last(capsys, book_plan):
 
 
 def test_notebook_defaults_are_read_without_a_kernel():
-    params = parameters.notebook_defaults(REPO / "book" / "06_optimisers.ipynb")
+    params = parameters.defaults("06_optimisers")  # papermill.inspect_notebook
     assert params["datasets"][0] == "cifar100" and params["smoke"] is False and len(params["seeds"]) >= 3
+    assert parameters.defaults("07_normalisation")["recipes"] == {"source": "radam", "small-image": "adamw"}
 
 
 def test_benchmark_rows_replace_the_flops_estimate(tmp_path):
     config = TrainConfig(dataset="cifar100", model="convnextv2_tiny", stem_stride=4, batch_size=256, epochs=10)
-    flops = estimate.run_cost(config)  # 45,000 trained on, 5,000 held out select the epoch, 10,000 reported once
+    flops = plan.run_cost(config)  # 45,000 trained on, 5,000 held out select the epoch, 10,000 reported once
     assert flops.basis == "flops" and flops.images == 10 * 50_000 + 10_000
-    assert estimate.split_sizes(config.replace(selection="test")) == (50_000, 10_000, 10_000)
+    assert plan.split_sizes(config.replace(selection="test")) == (50_000, 10_000, 10_000)
     row = {"model": "convnextv2_tiny", "image_size": 32, "stem_stride": 4, "batch_size": 256, "mode": "ours-real",
            "images_per_second": 10_000.0, "device": "NVIDIA H100 80GB HBM3", "device_type": "cuda"}
     (tmp_path / "b.json").write_text(json.dumps([
         row, {**row, "mode": "packed-2", "images_per_second": 40_000.0},
         {**row, "images_per_second": 50.0, "device": "CPU AMD EPYC (2 threads)", "device_type": "cpu"}]))
-    rows = estimate.load_benchmarks(tmp_path)
-    assert len(rows) == 2  # a CPU row says nothing about an H100
-    measured = estimate.run_cost(config, benchmarks=rows)
+    rows = plan.read_benchmarks(tmp_path)
+    assert len(rows) == 3 and plan.run_cost(config, benchmarks=rows[2:]).basis == "flops"  # a CPU row says nothing
+    measured = plan.run_cost(config, benchmarks=rows)
     assert measured.basis == "benchmark"
-    assert measured.seconds == pytest.approx(estimate.RUN_OVERHEAD_S + 10 * 45_000 / 1e4 + (10 * 5_000 + 10_000) / 3e4)
-    packed = estimate.run_cost(config, benchmarks=rows, packed=2)
+    assert measured.seconds == pytest.approx(plan.RUN_OVERHEAD_S + 10 * 45_000 / 1e4 + (10 * 5_000 + 10_000) / 3e4)
+    packed = plan.run_cost(config, benchmarks=rows, packed=2)
     assert packed.seconds < measured.seconds
-    assert "benchmark rows" in estimate.assumptions(rows)
+    assert "2 benchmark rows" in plan.assumptions(rows)
 
 
-def test_passed_parameters_win_over_smoke(monkeypatch):
-    monkeypatch.setenv(paths.SMOKE_ENV, "1")
-    ns = {"In": ["", "smoke: bool = False\nepochs: int = 30", "# Parameters\nepochs = 2\nlr: float = 0.5\n"],
-          "smoke": False, "epochs": 2, "lr": 0.5, "seeds": [0, 1, 2], "dataset": "cifar10"}
-    assert parameters.passed_parameters(ns) == {"epochs", "lr"}
-    ch = chapter.start("04_x", ns, title="X", smoke=dict(epochs=10, seeds=[0]))
-    assert ch.epochs == 2 and ch.seeds == [0] and ch.configuration == "smoke"
-    assert ch.reductions == {"seeds": ([0, 1, 2], [0])}  # the banner never calls 2 the full value
-    assert "`epochs`" not in ch.banner().data
-    table = ch.settings()
-    assert table.loc["epochs", "set by"] == "-p (passed)" and table.loc["seeds", "set by"] == "smoke"
-    assert ch.record["passed_parameters"] == ["epochs", "lr"]
+def test_smoke_files_hold_declared_parameters_and_the_plan_reads_them():
+    for name in experiments.TRAINING_CHAPTERS:
+        smoke = yaml.safe_load(parameters.smoke_file(name).read_text())
+        assert smoke["smoke"] is True and set(smoke) <= set(parameters.defaults(name)), name
+    plans = {p.name: p for p in plan.build_plan(smoke=True, estimate=False)}
+    six = plans["06_optimisers"].runs
+    assert {r.config.model for r in six} == {"convnextv2_atto"} and {r.config.max_classes for r in six} == {20}
+    assert {r.seed for r in plans["04_baseline"].runs} == {0, 1}  # the smoke file's seeds
+    assert main(["plan", "--smoke"]) == 0
 
 
-def test_every_smoke_key_is_a_parameter_and_in_the_readme():
-    readme = (REPO / "README.md").read_text()
-    for name, reductions in designs.SMOKE.items():
-        params = parameters.notebook_defaults(REPO / "book" / f"{name}.ipynb")
-        assert set(reductions) <= set(params), name
-        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))
-        assert all(f"`{key}`" in row for key in reductions), (name, row)
+def test_parameter_files_go_to_the_chapters_that_declare_them(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("epochs: 3\nablation: true\n")
+    assert parameters.passed("05_improved", smoke=True, files=[extra])["ablation"] is True
+    assert "ablation" not in parameters.passed("04_baseline", files=[extra])
+    assert parameters.passed("02_architecture", smoke=True, files=[extra]) == {}  # no smoke file, no epochs
+    parameters.check_files([extra])
+    (tmp_path / "typo.yaml").write_text("epochs: 3\nlrr: 0.1\n")
+    with pytest.raises(ValueError, match=r"\['lrr'\] is not a parameter of any chapter"):
+        parameters.check_files([extra, tmp_path / "typo.yaml"])
+    five = {p.name: p for p in plan.build_plan(smoke=True, files=[extra], estimate=False)}["05_improved"]
+    assert {r.group for r in five.runs} == {"improved", "ablation"} and {r.config.epochs for r in five.runs} == {3}
+
+
+def test_changing_dyt_alpha_init_retrains_no_layernorm_run():
+    """The plan of chapter 7 with another dyt_alpha_init: only its DyT runs get new keys (issue 14)."""
+    params = parameters.chapter_params("07_normalisation", smoke=True)
+    before, after = ({r.key: r.config.norm for r in next(p for p in plan.build_plan(
+        smoke=True, params={"07_normalisation": {**params, "dyt_alpha_init": alpha}}, estimate=False)
+        if p.name == "07_normalisation").runs} for alpha in (0.5, 1.0))
+    layernorm = [{k for k, norm in keys.items() if norm == "layernorm"} for keys in (before, after)]
+    assert layernorm[0] == layernorm[1]
+    assert not {k for k, norm in after.items() if norm == "dyt"} & set(before)
+
+
+def test_a_window_starts_only_what_ends_before_its_deadline(monkeypatch):
+    config = TrainConfig(dataset="cifar100", model="convnextv2_atto", stem_stride=2, epochs=2, max_classes=10,
+                         train_per_class=50, test_per_class=10)
+    seconds = plan.run_cost(config).seconds + plan.COMPILE_WARMUP_S  # the first run compiles its shape
+    monkeypatch.setattr(plan.time, "time", lambda: 1000.0)
+    tight = plan.Window(1000.0 + seconds * plan.MARGIN - 1)
+    assert not tight.may_start("a", config) and "a" not in tight.started
+    window = plan.Window(1000.0 + 1e6)
+    assert window.may_start("a", config)
+    assert window.started["a"] == (pytest.approx(seconds), pytest.approx(seconds * plan.MARGIN))
+    assert window.finished("a", config, 2 * seconds)["measured_s"] == round(2 * seconds, 1)
+    # the next run of that shape: no warm-up in this process, and twice the plan's pace, as measured
+    assert window.may_start("b", config.replace(seed=1))
+    later = seconds - plan.COMPILE_WARMUP_S
+    assert window.started["b"] == (pytest.approx(later), pytest.approx(later * 2 * plan.MARGIN))

@@ -12,7 +12,7 @@ import pytest
 
 from convnext_report import selection
 from convnext_report.config import TrainConfig
-from convnext_report.report import results, sources, tables
+from convnext_report.report import claims, results, tables
 
 
 def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
@@ -34,13 +34,13 @@ def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), 
 
 
 def test_roadmap_and_claims():
-    frame = sources.roadmap_frame()
+    frame = claims.roadmap_frame()
     assert frame["top1"].iloc[0] == 76.1 and frame["top1"].iloc[-1] == 82.0
     assert list(frame.columns) == ["step", "top1", "group", "change"]
-    assert sources.source_value("000_baseline") == 82.61
-    assert sources.source_value("000_improved") == 86.30
+    assert claims.source_value("000_baseline") == 82.61
+    assert claims.source_value("000_improved") == 86.30
     with pytest.raises(KeyError, match="known"):
-        sources.source_value("nope")
+        claims.source_value("nope")
 
 
 def test_history_frame_converts_runner_history(tmp_path):
@@ -104,8 +104,8 @@ def test_headline_rows_and_source_keys(tmp_path):
     assert row["dataset"].startswith("tiny-imagenet-32") and row["resolution"] == "32 px, stem stride 2"
     with pytest.raises(KeyError):
         results.headline("k", runs, experiment="e", chapter="c", source_key="typo")
-    assert sources.source_001_key(runs[0].config) == "001_test2_base_sgd"
-    assert sources.source_001_key(TrainConfig(model="convnextv2_base", optimizer="sgd")) is None  # not the source recipe
+    assert claims.source_001_key(runs[0].config) == "001_test2_base_sgd"
+    assert claims.source_001_key(TrainConfig(model="convnextv2_base", optimizer="sgd")) is None  # not the source recipe
 
 
 def _records(tmp_path: Path, configuration: str) -> list[dict]:
@@ -197,12 +197,3 @@ def test_peeking_and_chapter_glue_texts(tmp_path):
     assert results.change_text(None, second).startswith("—")
     assert results.best_text([first, {**second, "key": "k2", "experiment": "better"}], "k").endswith("(better)")
     assert results.double_source_text() == "71.4 %"
-
-
-def test_budget_texts_read_the_full_configuration():
-    from convnext_report.report import plan
-
-    texts = plan.budget_texts("04_baseline")
-    assert texts["budget_runs"] == "3" and texts["budget_seconds"].endswith(" s")
-    assert texts["budget_epochs"] == str(plan.chapter_params(plan.repo_root() / "book" / "04_baseline.ipynb")["epochs"])
-    assert int(plan.ablation_texts()["ablation_seconds"].split()[0]) > 100

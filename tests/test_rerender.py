@@ -1,14 +1,15 @@
-"""Re-rendering a chapter from the result store on a CPU, without training and without the backbone's weights.
+"""Rerunning, publishing, and re-rendering a chapter from the result store on a CPU.
 
-Chapter 3 and chapter 4 run once in the smoke configuration, publishing into a scratch store;
-chapter 4 then runs again with training switched off, a fresh runs folder (no weights, no local
-store) and fresh records: every number, table and figure must come out the same.
+In a copy of the repository without its result store: chapters 3 and 4 run with plain papermill in the
+smoke configuration, made smaller still by a parameter file, and write nothing but the runs folder;
+``publish`` copies what they used into ``results/`` and ``book/``; ``tools/execute_chapters --no-train``
+then re-renders chapter 4 with a fresh runs folder (no weights, no local store): it trains nothing and
+every number, table and figure comes out the same.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,23 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from convnext_report.report import paths, plan
-
 REPO = Path(__file__).resolve().parents[1]
-SMALL3 = ["-p", "epochs", "1", "-p", "max_steps_per_epoch", "2", "-p", "train_per_class", "10",
-          "-p", "test_per_class", "10"]
-SMALL4 = ["-p", "epochs", "2"]
+SMALL3 = "epochs: 1\nmax_steps_per_epoch: 2\ntrain_per_class: 10\ntest_per_class: 10\n"
+SMALL4 = "epochs: 2\n"
 
 pytestmark = pytest.mark.slow
-
-
-def papermill(chapter: str, out: Path, args: list[str], **env: str) -> None:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CONVNEXT_REPORT_") or k == "CONVNEXT_REPORT_CACHE"}
-    base.update(PYTHONPATH=str(REPO / "lib"), CONVNEXT_REPORT_SMOKE="1", **env)
-    done = subprocess.run([sys.executable, "-m", "papermill", "--cwd", "book", "-k", "python3", "--no-progress-bar",
-                           f"book/{chapter}.ipynb", str(out), *args], cwd=REPO, env=base, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def outputs(path: Path) -> list[tuple[str, str]]:
@@ -49,32 +38,69 @@ def outputs(path: Path) -> list[tuple[str, str]]:
     return shown
 
 
-def test_a_chapter_re_renders_from_the_store_without_training(tmp_path, data_root, monkeypatch):
-    common = dict(CONVNEXT_REPORT_STORE=str(tmp_path / "results"), CONVNEXT_REPORT_DATA=str(data_root))
-    first = dict(common, CONVNEXT_REPORT_PUBLISH="1", CONVNEXT_REPORT_RUNS=str(tmp_path / "runs_a"),
-                 CONVNEXT_REPORT_RECORDS=str(tmp_path / "records_a"))
-    papermill("03_source_backbone", tmp_path / "03.ipynb", SMALL3, **first)
-    papermill("04_baseline", tmp_path / "04a.ipynb", SMALL4, **first)
-    stored = sorted((tmp_path / "results" / "smoke" / "04_baseline").iterdir())
-    assert len(stored) == 2 and not list((tmp_path / "results").rglob("*.pt"))
+def git(repo: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args]
+    return subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True).stdout
 
-    again = dict(common, CONVNEXT_REPORT_TRAIN="0", CONVNEXT_REPORT_RUNS=str(tmp_path / "runs_b"),
-                 CONVNEXT_REPORT_RECORDS=str(tmp_path / "records_b"))
-    papermill("04_baseline", tmp_path / "04b.ipynb", SMALL4, **again)
-    assert not (tmp_path / "runs_b" / "backbones").exists(), "the re-render needed no weights"
-    a, b = (json.loads((tmp_path / r / "04_baseline.json").read_text()) for r in ("records_a", "records_b"))
+
+def test_rerun_publish_and_re_render_without_training(tmp_path, data_root, copy_repo, clean_env):
+    repo = copy_repo(tmp_path / "repo")
+    (tmp_path / "small3.yaml").write_text(SMALL3)
+    (tmp_path / "small4.yaml").write_text(SMALL4)
+
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the copy")
+
+    def call(*command: str, runs: str) -> subprocess.CompletedProcess:
+        env = clean_env(CONVNEXT_REPORT_DATA=str(data_root), CONVNEXT_REPORT_RUNS=str(tmp_path / runs),
+                        PYTHONPATH=str(repo / "lib"))
+        return subprocess.run([sys.executable, *command], cwd=repo, env=env, capture_output=True, text=True,
+                              timeout=900)
+
+    for chapter, small in (("03_source_backbone", "small3"), ("04_baseline", "small4")):
+        done = call("-m", "papermill", "--cwd", "book", "-k", "python3", "--no-progress-bar", f"book/{chapter}.ipynb",
+                    str(tmp_path / f"{chapter}.ipynb"), "-f", f"book/params/{chapter}.smoke.yaml",
+                    "-f", str(tmp_path / f"{small}.yaml"), runs="runs_a")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert git(repo, "status", "--porcelain") == "", "a rerun writes nothing but its runs folder"
+
+    done = call("-m", "convnext_report", "publish", "03_source_backbone", "04_baseline", runs="runs_a")
+    assert done.returncode == 0, done.stderr
+    stored = sorted((repo / "results" / "smoke" / "04_baseline").iterdir())
+    assert len(stored) == 2 and not list((repo / "results").rglob("*.pt"))
+    assert (repo / "book" / "records" / "04_baseline.json").read_text() == \
+        (tmp_path / "runs_a" / "records" / "04_baseline.json").read_text()
+
+    refused = call("tools/execute_chapters", "--no-train", "--smoke", "--chapters", "05_improved", runs="runs_b")
+    assert refused.returncode == 1 and "05_improved: improved (seed 0" in refused.stderr
+    assert not (tmp_path / "runs_b" / "notebooks").exists(), "refused before executing anything"
+
+    done = call("tools/execute_chapters", "--no-train", "--smoke", "-f", str(tmp_path / "small4.yaml"),
+                "--chapters", "04_baseline", runs="runs_b")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (tmp_path / "runs_b" / "backbones").exists() and not (tmp_path / "runs_b" / "04_baseline-smoke").exists()
+    a = json.loads((tmp_path / "runs_a" / "records" / "04_baseline.json").read_text())
+    b = json.loads((repo / "book" / "records" / "04_baseline.json").read_text())  # published by the re-render
     assert b["results"] == a["results"]
     assert [r["from"] for r in b["runs"]] == ["store", "store"] and [r["from"] for r in a["runs"]] == ["trained"] * 2
     same = ("top1", "selected_epoch", "epochs_run", "gap", "minutes", "device", "key")
     assert [{k: r[k] for k in same} for r in b["runs"]] == [{k: r[k] for k in same} for r in a["runs"]]
-    assert outputs(tmp_path / "04b.ipynb") == outputs(tmp_path / "04a.ipynb")
-    banner = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for c in nbformat.read(tmp_path / "04b.ipynb", 4).cells
+    assert outputs(repo / "book" / "04_baseline.ipynb") == outputs(tmp_path / "04_baseline.ipynb")
+    banner = "\n".join(str(o.get("data", {}).get("text/markdown", ""))
+                       for c in nbformat.read(repo / "book" / "04_baseline.ipynb", 4).cells
                        if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "2 read back from the result store" in banner
+    assert "2 read back from the result store" in banner and "`epochs` 30 → 2 (passed (-p/-y))" in banner
 
-    # the plan builds the same runs (keys) as the notebooks did: nothing of chapter 4 is missing
-    monkeypatch.setenv(paths.STORE_ENV, str(tmp_path / "results"))
-    monkeypatch.setenv(paths.RUNS_ENV, str(tmp_path / "runs_b"))
-    params = {"03_source_backbone": json.loads((tmp_path / "records_a" / "03_source_backbone.json").read_text())["parameters"],
-              "04_baseline": a["parameters"]}
-    assert plan.missing_runs(["04_baseline"], smoke=True, params=params) == []
+
+@pytest.mark.parametrize("passed, message", [(["-p", "lrr", "0.1"], "['lrr'] is not a parameter of this chapter"),
+                                              (["-y", "seeds: []"], "at least one seed is needed")],
+                         ids=["unknown-name", "no-seeds"])
+def test_papermill_values_the_chapter_cannot_apply_are_refused(tmp_path, passed, message, clean_env):
+    """papermill only warns about a name the parameters cell lacks; the chapter refuses it, before any run."""
+    env = clean_env(CONVNEXT_REPORT_RUNS=str(tmp_path / "runs"), PYTHONPATH=str(REPO / "lib"))
+    done = subprocess.run([sys.executable, "-m", "papermill", "--cwd", "book", "-k", "python3", "--no-progress-bar",
+                           "book/04_baseline.ipynb", str(tmp_path / "out.ipynb"), *passed], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and message in done.stdout + done.stderr
+    assert not (tmp_path / "runs" / "04_baseline").exists()

@@ -1,4 +1,4 @@
-"""The result store: keys, pretrained identity, entries (round trip, no weights, size), layers, publishing."""
+"""The result store: keys, pretrained identity, entries (round trip, no weights, size), layers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 
 from convnext_report.config import TrainConfig, save_config
 from convnext_report.evaluation import EvalResult
-from convnext_report.report import keys, paths, store
+from convnext_report.report import store
 from convnext_report.selection import HISTORY_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,41 +56,41 @@ def test_same_config_same_key_runtime_keys_ignored():
     a = TrainConfig(lr=1e-3)
     runtime = dict(device="cuda", progress=False, out_dir="/elsewhere", run_name="x", resume=True,
                    data_dir="/data", compile=True, extra={"label": "other"})
-    assert keys.run_key(a) == keys.run_key(TrainConfig(lr=1e-3)) == keys.run_key(a.replace(**runtime))
-    assert len(keys.run_key(a)) == 64
+    assert store.run_key(a) == store.run_key(TrainConfig(lr=1e-3)) == store.run_key(a.replace(**runtime))
+    assert len(store.run_key(a)) == 64
 
 
 @pytest.mark.parametrize("change", [dict(lr=3e-3), dict(seed=1), dict(epochs=31), dict(norm="dyt"),
                                     dict(max_steps_per_epoch=3), dict(amp=False)])
 def test_a_changed_config_is_a_new_key(change):
-    assert keys.run_key(TrainConfig()) != keys.run_key(TrainConfig(**change))
+    assert store.run_key(TrainConfig()) != store.run_key(TrainConfig(**change))
 
 
 def test_a_bumped_store_version_is_a_new_key(monkeypatch):
-    before = keys.run_key(TrainConfig())
-    monkeypatch.setattr(keys, "STORE_VERSION", keys.STORE_VERSION + 1)
-    assert keys.run_key(TrainConfig()) != before
+    before = store.run_key(TrainConfig())
+    monkeypatch.setattr(store, "STORE_VERSION", store.STORE_VERSION + 1)
+    assert store.run_key(TrainConfig()) != before
 
 
 def test_pretrained_identity(tmp_path):
-    assert keys.pretrained_identity(TrainConfig()) is None
-    assert keys.pretrained_identity(TrainConfig(pretrained="convnext_tiny.fb_in1k")) == "timm:convnext_tiny.fb_in1k"
+    assert store.pretrained_identity(TrainConfig()) is None
+    assert store.pretrained_identity(TrainConfig(pretrained="convnext_tiny.fb_in1k")) == "timm:convnext_tiny.fb_in1k"
     # a backbone exported by chapter 3: the store key of its run, wherever the file is
     for where in ("here", "there"):
         (tmp_path / where).mkdir()
         torch.save({"model": {"w": torch.ones(1) * (where == "here")}}, tmp_path / where / "bb.pt")
         (tmp_path / where / "bb.json").write_text(json.dumps({"store_key": "k" * 64}))
     a, b = (TrainConfig(pretrained=str(tmp_path / w / "bb.pt")) for w in ("here", "there"))
-    assert keys.pretrained_identity(a) == f"run:{'k' * 64}" and keys.run_key(a) == keys.run_key(b)
+    assert store.pretrained_identity(a) == f"run:{'k' * 64}" and store.run_key(a) == store.run_key(b)
     # any other file: its sha256 (same bytes, same key; other bytes, another key)
     (tmp_path / "here" / "bb.json").unlink()
     (tmp_path / "there" / "bb.json").unlink()
-    assert keys.pretrained_identity(a).startswith("sha256:") and keys.run_key(a) != keys.run_key(b)
+    assert store.pretrained_identity(a).startswith("sha256:") and store.run_key(a) != store.run_key(b)
     # the tag the transfer chapters set wins (the weights may be on another machine)
-    tagged = TrainConfig(pretrained="/nowhere/bb.pt", extra={keys.IDENTITY_TAG: "run:abc"})
-    assert keys.pretrained_identity(tagged) == "run:abc"
+    tagged = TrainConfig(pretrained="/nowhere/bb.pt", extra={store.IDENTITY_TAG: "run:abc"})
+    assert store.pretrained_identity(tagged) == "run:abc"
     with pytest.raises(FileNotFoundError, match="not a file"):
-        keys.run_key(TrainConfig(pretrained="/nowhere/bb.pt"))
+        store.run_key(TrainConfig(pretrained="/nowhere/bb.pt"))
 
 
 # ---------------------------------------------------------------- entries
@@ -99,14 +99,14 @@ def test_pretrained_identity(tmp_path):
 def test_round_trip_keeps_every_small_file_and_no_weights(tmp_path):
     config = TrainConfig(lr=1e-3, data_dir="/gpu/machine/data", out_dir=str(tmp_path / "runs"), run_name="r")
     folder = finished_run(tmp_path / "runs" / "r", config)
-    key = keys.run_key(config)
+    key = store.run_key(config)
     entry = store.put(folder, key=key, chapter="06_x", label="a / b", seed=0, smoke=False)
     assert entry.path == tmp_path / "runs" / "results" / "06_x" / f"a_b-s0-{key[:8]}"  # not publishing: local
     names = {p.name for p in entry.path.iterdir()}
     assert names == {"config.yaml", "history.csv", "record.json", "eval.json", "eval.npz", "log.txt",
                      "dyt_alpha.csv", "store.json"}
     meta = json.loads((entry.path / "store.json").read_text())
-    assert meta["key"] == key and meta["store_version"] == keys.STORE_VERSION and meta["label"] == "a / b"
+    assert meta["key"] == key and meta["store_version"] == store.STORE_VERSION and meta["label"] == "a / b"
     assert meta["gpu_seconds"] == 37.5 and meta["trained_on"] == "NVIDIA H100" and set(meta["files"]) == names - {"store.json"}
     assert yaml.safe_load((entry.path / "config.yaml").read_text())["data_dir"] is None
     # found by key, not by name; loads as a Run without weights
@@ -123,7 +123,7 @@ def test_round_trip_keeps_every_small_file_and_no_weights(tmp_path):
 
 def test_a_changed_file_is_reported(tmp_path):
     config = TrainConfig(out_dir=str(tmp_path), run_name="r")
-    entry = store.put(finished_run(tmp_path / "r", config), key=keys.run_key(config), chapter="c", label="l",
+    entry = store.put(finished_run(tmp_path / "r", config), key=store.run_key(config), chapter="c", label="l",
                       seed=0, smoke=True)
     assert entry.path.parent.parent.name == "smoke" and store.verify(entry) == []
     (entry.path / "history.csv").write_text("epoch\n")
@@ -137,35 +137,59 @@ def test_unfinished_runs_are_not_stored(tmp_path):
     folder = finished_run(tmp_path / "r", config)
     (folder / "record.json").write_text(json.dumps({"status": "running"}))
     with pytest.raises(store.StoreError, match="not finished"):
-        store.put(folder, key=keys.run_key(config), chapter="c", label="l", seed=0, smoke=False)
+        store.put(folder, key=store.run_key(config), chapter="c", label="l", seed=0, smoke=False)
 
 
 def test_full_size_entry_stays_small(tmp_path):
     """10,000 evaluated images of 100 classes and 50 epochs (a full CIFAR-100 run) stay under the limit."""
     config = TrainConfig(dataset="cifar100", out_dir=str(tmp_path), run_name="r")
     folder = finished_run(tmp_path / "r", config, n_test=10_000, classes=100, epochs=50)
-    entry = store.put(folder, key=keys.run_key(config), chapter="c", label="l", seed=0, smoke=False)
+    entry = store.put(folder, key=store.run_key(config), chapter="c", label="l", seed=0, smoke=False)
     assert entry.bytes < store.MAX_ENTRY_BYTES, entry.bytes
     with np.load(entry.path / "eval.npz") as z:
         assert z["top5_predictions"].dtype == np.uint8 and z["confidence"].dtype == np.float16
 
 
-def test_publishing_writes_the_committed_store_and_copies_local_entries(tmp_path, monkeypatch):
+def test_layers_read_local_first_and_write_local_only(tmp_path, book_copy):
+    assert store.layers("results") == [tmp_path / "runs" / "results", book_copy / "results"]
+    assert store.layers("records") == [tmp_path / "runs" / "records", book_copy / "book" / "records"]
     config = TrainConfig(out_dir=str(tmp_path), run_name="r")
-    key = keys.run_key(config)
+    key = store.run_key(config)
     local = store.put(finished_run(tmp_path / "r", config), key=key, chapter="c", label="l", seed=0, smoke=False)
-    assert paths.store_layers() == [tmp_path / "runs" / "results", tmp_path / "results"]
-    monkeypatch.setenv(paths.PUBLISH_ENV, "1")
-    assert paths.store_write_dir() == tmp_path / "results"
-    published = store.publish(local)
-    assert published.path == tmp_path / "results" / "c" / local.path.name and store.verify(published) == []
-    assert store.find(key, smoke=False, layers=[tmp_path / "results"]).path == published.path
+    assert local.path.parent == tmp_path / "runs" / "results" / "c" and not (book_copy / "results").exists()
+    committed = book_copy / "results" / "c" / local.path.name
+    committed.parent.mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(local.path, committed)
+    assert store.find(key, smoke=False).path == local.path  # the local layer wins
+    shutil.rmtree(local.path)
+    assert store.find(key, smoke=False).path == committed
+    assert store.attach(store.find(key, smoke=False), "x.json", "{}").path == committed
+    assert not (committed / "x.json").exists(), "the committed layer is written by publish only"
 
 
 def test_the_committed_store_holds_no_weights():
     results = REPO / "results"
-    weights = [p for s in keys.WEIGHT_SUFFIXES for p in results.rglob(f"*{s}")] if results.is_dir() else []
+    weights = [p for s in store.WEIGHT_SUFFIXES for p in results.rglob(f"*{s}")] if results.is_dir() else []
     assert not weights, f"weights in the committed result store: {weights}"
     for meta in results.rglob("store.json") if results.is_dir() else []:
         entry = store.Entry(meta.parent, json.loads(meta.read_text()))
         assert entry.bytes < store.MAX_ENTRY_BYTES and store.verify(entry) == [], meta.parent
+
+
+def test_inactive_settings_stay_out_of_the_key():
+    """Changing dyt_alpha_init retrains no LayerNorm run, and does retrain a DyT run (issue 14)."""
+    ln, dyt = TrainConfig(norm="layernorm"), TrainConfig(norm="dyt")
+    assert store.run_key(ln) == store.run_key(ln.replace(dyt_alpha_init=1.0))
+    assert store.run_key(dyt) != store.run_key(dyt.replace(dyt_alpha_init=1.0))
+    frozen = TrainConfig(freeze_backbone=True, head_weight_decay=1e-4)
+    for change in (dict(drop_path_rate=0.3), dict(backbone_lr_scale=0.1), dict(layer_decay=0.8),
+                   dict(weight_decay=0.5), dict(head_num_heads=4), dict(model_ema_decay=0.99)):
+        assert store.run_key(frozen) == store.run_key(frozen.replace(**change)), change
+    assert store.run_key(frozen) != store.run_key(frozen.replace(head_weight_decay=1e-3))
+    assert store.run_key(TrainConfig(schedule="constant")) == store.run_key(TrainConfig(schedule="constant",
+                                                                                        min_lr_ratio=0.5))
+    assert store.run_key(TrainConfig()) != store.run_key(TrainConfig(min_lr_ratio=0.5))
+    assert store.run_key(TrainConfig(selection="test")) == store.run_key(TrainConfig(selection="test",
+                                                                                     holdout_fraction=0.2))

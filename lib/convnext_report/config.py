@@ -347,3 +347,30 @@ def _one_line(err: BaseException) -> str:
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+__all__ += ["inactive_keys"]
+
+
+def inactive_keys(config: TrainConfig) -> frozenset[str]:
+    """The keys that change nothing given the others (a run's store key leaves them out).
+
+    ``dyt_alpha_init`` without DyT; ``head_num_heads`` without the attention head; ``model_ema_decay``
+    without EMA; ``holdout_fraction`` unless a holdout selects the epoch; ``min_lr_ratio`` unless the
+    schedule is cosine (timm's step schedule has no floor); with a frozen backbone (its modules stay in
+    eval mode and out of the optimiser) ``drop_path_rate``, ``backbone_lr_scale``, ``layer_decay``, and
+    ``weight_decay`` when ``head_weight_decay`` sets the head's. ``head_weight_decay`` always acts: the
+    head always trains.
+    """
+    rules = {
+        "dyt_alpha_init": config.norm != "dyt",
+        "head_num_heads": config.head != "attention",
+        "model_ema_decay": not config.model_ema,
+        "holdout_fraction": config.selection != "holdout",
+        "min_lr_ratio": config.schedule != "cosine",
+        "drop_path_rate": config.freeze_backbone,
+        "backbone_lr_scale": config.freeze_backbone,
+        "layer_decay": config.freeze_backbone,
+        "weight_decay": config.freeze_backbone and config.head_weight_decay is not None,
+    }
+    return frozenset(key for key, inactive in rules.items() if inactive)

@@ -2,19 +2,16 @@
 
 It imports the core (:mod:`convnext_report`); no core module imports it.
 
-- :mod:`.chapter`: a chapter's parameters, smoke switch, runs and record
-- :mod:`.parameters`: parameters from a notebook (namespace, passed ``-p`` values, file defaults)
-- :mod:`.designs`: each training chapter's runs as data, and the smoke reductions
-- :mod:`.runner`: a chapter's runs, from the result store or trained (packed on a GPU; training switch, deadline)
-- :mod:`.records`: a chapter's record (its runs, where they were trained, its headline rows)
-- :mod:`.store`, :mod:`.keys`: the committed result store and a run's key
-- :mod:`.plan`, :mod:`.estimate`: the book's GPU budget and its assumptions
-- :mod:`.paths`, :mod:`.switches`: where records, runs, backbones and the store live; environment switches
-- :mod:`.banners`: the boxes saying where and in which configuration a page ran
-- :mod:`.sources`: the three sources' numbers as data
-- :mod:`.recipes`: the training recipes of chapters 6 and 7, and grids of runs
+- :mod:`.chapter`, :mod:`.parameters`: a chapter's parameters (papermill's), runs and record
+- :mod:`.experiments`, :mod:`.recipes`: each training chapter's runs as data; the recipes of chapters 6 and 7
+- :mod:`.runner`: a chapter's runs, from the result store or trained (packed on a GPU) and stored
+- :mod:`.store`: the result store, a run's key, and where the book's files live (local and committed layers)
+- :mod:`.publish`: what a chapter used, copied from the local layer into the repository
+- :mod:`.plan`: the book's GPU budget, every estimate's assumptions, a window's deadline
+- :mod:`.commands`: ``python -m convnext_report plan`` and ``publish``
 - :mod:`.backbones`: the transfer chapters' backbone (export, find, timm ids)
-- :mod:`.tables`: runs as tables (seed mean ± std, peeking, pivots, stage shapes, DyT alphas)
-- :mod:`.results`: headline rows, the results and status tables, glue
-- :mod:`.figures`, :mod:`.performance`: the explanatory figures; the Performance page from the benchmark's JSON
+- :mod:`.claims`: the three sources' numbers as data
+- :mod:`.tables`, :mod:`.results`, :mod:`.banners`, :mod:`.glue`: runs as tables; headline rows, the results and
+  status tables; the boxes saying where a page ran; glue
+- :mod:`.diagrams`, :mod:`.performance`: the explanatory figures; the Performance page from the benchmark's JSON
 """

@@ -1,21 +1,14 @@
-"""What every book chapter shares: parameters, the smoke switch, runs and the chapter record.
+"""What every book chapter shares: its parameters, its runs and its record.
 
-A chapter notebook has one ``parameters`` cell (papermill) holding the *full* configuration,
-then calls :func:`start`, which
-
-- collects those parameters from the notebook namespace,
-- applies the chapter's smoke reductions (:data:`.designs.SMOKE`) when ``smoke = True``
-  (``-p smoke True``) or the environment sets ``CONVNEXT_REPORT_SMOKE=1`` (nbval cannot inject
-  parameters), except to the parameters the user passed (``-p epochs 2`` stays 2),
-- times the chapter and describes where it runs (device, versions, git commit).
-
-Runs come from the result store when it has them and are trained otherwise (:mod:`.runner`).
-Its last cell calls :meth:`Chapter.finish`, which writes ``<records>/<chapter>.json``; the
-status page and the results chapter are built from those records only (:mod:`.paths` says where).
+A chapter's ``parameters`` cell holds the *full* configuration; papermill sets other values after it
+(``-p``, ``-y``, ``-f book/params/<chapter>.smoke.yaml``). :func:`start` takes the values from the
+notebook's namespace, refuses names the cell does not declare, and notes each value that differs from
+the cell's (set by the smoke file, or passed). :meth:`Chapter.finish` writes the chapter's record.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,54 +20,49 @@ import pandas as pd
 from ..config import TrainConfig
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
+from ..atomic import write_text_atomic
 from ..runfolder import Run
-from .banners import Banner, chapter_banner, settings_table
-from .designs import SMOKE, run_config
-from .keys import run_key
-from .parameters import apply_smoke, parameters, passed_parameters
-from .paths import runs_dir
-from .records import complete_record, run_rows, write_record
+from . import store
+from .banners import Banner, chapter_banner, provenance, settings_table
+from .experiments import run_config, seeds_of
+from .parameters import defaults as notebook_defaults, read_files, smoke_file
 from .results import glue_texts, headline, headline_texts, headlines
-from .runner import DeadlineError, Obtained, Pending, prepare, train_missing
-from .switches import smoke_from_env
-from .tables import summary_line
+from .runner import Obtained, Pending, prepare, runs_folder, train_missing
+from .tables import run_summary, summary_line
 
-__all__ = ["Chapter", "config_hash", "environment", "parameters", "start"]
+__all__ = ["PASSED", "SMOKE_FILE", "Chapter", "environment", "parameters", "start"]
+
+SMOKE_FILE, PASSED = "smoke file", "passed (-p/-y)"  #: who set a value that differs from the cell's default
+_PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+
+
+def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain values of a notebook namespace: public names bound to plain data."""
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PARAM_TYPES)}
+
 
 def environment(device: str = "auto") -> dict[str, Any]:
     """Where a chapter runs: device, versions and git commit (from :mod:`convnext_report.environment`)."""
     dev = resolve_device(device)
-    versions = package_versions()
-    git = git_state()
-    return {
-        "device": device_name(dev),
-        "device_type": dev.type,
-        "python": versions["python"],
-        "torch": versions.get("torch") or "not installed",
-        "timm": versions.get("timm") or "not installed",
-        "convnext_report": versions.get("convnext-report") or "not installed",
-        "git_commit": (git["commit"] or "no commit yet")[:10],
-        "git_dirty": bool(git["dirty"]),
-    }
+    versions, git = package_versions(), git_state()
+    return {"device": device_name(dev), "device_type": dev.type, "python": versions["python"],
+            "torch": versions.get("torch") or "not installed", "timm": versions.get("timm") or "not installed",
+            "convnext_report": versions.get("convnext-report") or "not installed",
+            "git_commit": (git["commit"] or "no commit yet")[:10], "git_dirty": bool(git["dirty"])}
 
 
 @dataclass
 class Chapter:
-    """A running chapter: its effective parameters, the smoke flag and the record in progress.
-
-    Parameters read as attributes (``ch.epochs``). Use :meth:`config` to turn them into a
-    :class:`~convnext_report.config.TrainConfig`, :meth:`train`/:meth:`sweep` to run, and
-    :meth:`finish` at the end.
-    """
+    """A running chapter: its parameters (read as attributes, ``ch.epochs``), what differs from the
+    full configuration (``changed``: name -> (full value, who set it)) and the record in progress."""
 
     name: str
     title: str
     params: dict[str, Any]
-    smoke: bool
-    reductions: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    passed: set[str] = field(default_factory=set)
+    changed: dict[str, tuple[Any, str]] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
-    runs: list[Any] = field(default_factory=list)
     obtained: list[Obtained] = field(default_factory=list)
     _banner: Banner | None = field(default=None, repr=False)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
@@ -90,157 +78,110 @@ class Chapter:
         return f"Chapter({self.name!r}, configuration={self.configuration!r})"
 
     @property
-    def configuration(self) -> str:
-        """``"smoke"`` when smoke reductions are in effect, else ``"full"``."""
-        return "smoke" if self.smoke and self.reductions else "full"
+    def smoke(self) -> bool:
+        return bool(self.params.get("smoke", False))
 
-    # ----------------------------------------------------------------- display
+    @property
+    def configuration(self) -> str:
+        return "smoke" if self.smoke else "full"
 
     def banner(self) -> Banner:
-        """A MyST admonition saying where and in which configuration this page was executed.
-
-        Displayed, it is updated by :meth:`finish` with where the chapter's runs were trained.
-        """
-        self._banner = Banner(chapter_banner(self.record, self.configuration, self.reductions),
-                              display_id=f"banner-{self.name}")
+        """The box saying where and in which configuration this page ran (:meth:`finish` adds its runs)."""
+        self._banner = Banner(chapter_banner(self.record, self.changed), display_id=f"banner-{self.name}")
         return self._banner
 
     def settings(self) -> pd.DataFrame:
-        """The effective parameters as a table: the full default where smoke changed it, and who set each."""
-        return settings_table(self.params, self.reductions, self.passed)
+        """The parameters as a table: value, the full configuration's where it differs, who set it."""
+        return settings_table(self.params, self.changed)
 
-    # ----------------------------------------------------------------- runs
-
-    def config(self, **changes: Any):
-        """A :class:`TrainConfig` from the chapter parameters that are config fields, then ``changes``.
-
-        Run folders go to ``<runs>/<chapter>[-smoke]/``; progress bars are off (notebook output).
-        """
+    def config(self, **changes: Any) -> TrainConfig:
+        """A :class:`TrainConfig` from the parameters that are config fields, then ``changes``."""
         seed = changes.pop("seed", self.params.get("seed", 0))
-        return run_config(self.params, changes, seed=seed, out_dir=str(self.runs_dir),
-                          extra={"chapter": self.name, "configuration": self.configuration})
-
-    @property
-    def runs_dir(self) -> Path:
-        return runs_dir() / (self.name + ("-smoke" if self.configuration == "smoke" else ""))
+        extra = {"chapter": self.name, "configuration": self.configuration, **changes.pop("extra", {})}
+        return run_config(self.params, changes, seed=seed, out_dir=str(runs_folder(self.name, self.smoke)),
+                          extra=extra)
 
     def _run_config(self, label: str, changes: Mapping[str, Any]) -> TrainConfig:
         changes = dict(changes)
-        seed = changes.pop("seed", self.params.get("seed", 0))
         extra = {"label": label, **changes.pop("extra", {})}
-        return self.config(**changes, seed=seed, extra=extra)
+        return self.config(**changes, extra=extra)
 
     def _keep(self, got: Obtained) -> Run:
-        """Add a run to the chapter and print its one summary line (its log stays in the run folder)."""
         self.obtained.append(got)
-        self.runs.append(got.run)
         print(summary_line(got.run, source=got.source))
         return got.run
 
     def train(self, label: str, *, weights: bool = False, **changes: Any) -> Run:
-        """One run ``<label>-s<seed>-<key[:8]>``: from the result store, else trained and stored.
-
-        ``weights=True``: the chapter needs the run's weights here (chapter 3), so a stored run is
-        trained again when its checkpoint is not on this machine and training is allowed.
-        """
-        smoke = self.configuration == "smoke"
-        got = prepare(self.name, label, self._run_config(label, changes), smoke=smoke, need_weights=weights)
-        if isinstance(got, Pending):
-            trained, skipped = train_missing(self.name, [got], smoke=smoke, workers=1)
-            if skipped:
-                raise DeadlineError(self.name, skipped)
-            got = trained[0]
-        return self._keep(got)
+        """One run: from the result store, else trained and stored. ``weights``: its weights must be here
+        (chapter 3), so a stored run without them is trained again."""
+        got = prepare(self.name, label, self._run_config(label, changes), smoke=self.smoke, need_weights=weights)
+        return self._keep(train_missing([got], workers=1)[0][0] if isinstance(got, Pending) else got)
 
     def sweep(self, variants: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] | None = None,
-              workers: int | None = None, **common: Any) -> dict[str, list[Run]]:
-        """Every variant (``label -> config changes``) for every seed; returns ``label -> runs``.
-
-        Stored runs are loaded; the missing ones are trained together, several at once on a GPU
-        (``workers``, default :func:`convnext_report.packing.choose_workers`). Runs that cannot finish
-        before the deadline are skipped and the others still run; then :class:`.runner.DeadlineError`
-        lists the skipped ones.
-        """
-        seeds = list(seeds if seeds is not None else self.params.get("seeds", [self.params.get("seed", 0)]))
-        smoke = self.configuration == "smoke"
+              **common: Any) -> dict[str, list[Run]]:
+        """Every variant (``label -> config changes``) for every seed: ``label -> runs``, from the store or
+        trained (several at once on a GPU)."""
+        seeds = list(seeds if seeds is not None else seeds_of(self.params))
         planned = [(label, self._run_config(label, {**common, **changes, "seed": s}))
                    for label, changes in variants.items() for s in seeds]
-        found = [prepare(self.name, label, config, smoke=smoke) for label, config in planned]
-        trained, skipped = train_missing(self.name, [g for g in found if isinstance(g, Pending)], smoke=smoke,
-                                         workers=workers)
-        by_key = {got.key: got for got in trained}
+        found = [prepare(self.name, label, config, smoke=self.smoke) for label, config in planned]
+        trained = iter(train_missing([g for g in found if isinstance(g, Pending)])[0])
         out: dict[str, list[Run]] = {}
         for (label, _), got in zip(planned, found):
-            got = by_key.get(got.key) if isinstance(got, Pending) else got
-            if got is not None:
-                out.setdefault(label, []).append(self._keep(got))
-        if skipped:
-            raise DeadlineError(self.name, skipped)
+            out.setdefault(label, []).append(self._keep(next(trained) if isinstance(got, Pending) else got))
         return out
 
-    # ----------------------------------------------------------------- record
-
     def headline(self, key: str, runs: Sequence[Any], **kw: Any) -> dict[str, Any]:
-        """:func:`results.headline` for this chapter, tagged with its configuration."""
+        """:func:`.results.headline` of this chapter."""
         return {**headline(key, runs, chapter=self.name, **kw), "configuration": self.configuration}
 
-    def headlines(self, prefix: str, runs: Mapping[str, Sequence[Any]], *, title: str | None = None,
-                  source_key: Any = None, **kw: Any) -> list[dict[str, Any]]:
-        """:func:`results.headlines` for this chapter: one row per label, key ``<prefix>_<label>``."""
-        return [{**row, "configuration": self.configuration}
-                for row in headlines(prefix, runs, chapter=self.name, title=title, source_key=source_key, **kw)]
+    def headlines(self, prefix: str, runs: Mapping[str, Sequence[Any]], **kw: Any) -> list[dict[str, Any]]:
+        """:func:`.results.headlines` of this chapter: one row per label, key ``<prefix>_<label>``."""
+        rows = headlines(prefix, runs, chapter=self.name, **kw)
+        return [{**row, "configuration": self.configuration} for row in rows]
 
     def glue(self, rows: Sequence[Mapping[str, Any]] = (), **texts: str) -> dict[str, str]:
-        """Glue the headline ``rows`` (and ``texts``) for ``{glue:text}`key``` in this chapter's prose:
-        every number the prose states comes from a cell that ran (smoke numbers read as not results)."""
+        """Glue the headline ``rows`` (and ``texts``) for ``{glue:text}`key``` in this chapter's prose."""
         return glue_texts({**headline_texts(rows), **texts})
 
     def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
-        """Write ``<records>/<chapter>.json`` (environment, time, parameters, runs, where they were
-        trained, headline results) and update the banner with where the runs were trained."""
+        """Write ``<runs>/records/<chapter>.json``: environment, time, parameters and what differs, each run
+        (summary, key, entry, where and when trained), headline rows; the banner then shows the runs."""
         minutes = (time.perf_counter() - self._t0) / 60.0
-        self.record = complete_record(self.record, minutes=minutes, runs=run_rows(self.obtained), results=results)
-        path = write_record(self.name, self.record)
+        runs = [{**run_summary(g.run), "key": g.key, "from": g.source,
+                 "trained_at": (g.run.record.get("end_time") or "")[:19],
+                 "store_entry": g.entry.path.name if g.entry is not None else None} for g in self.obtained]
+        on_gpu = self.record["environment"]["device_type"] == "cuda"
+        self.record.update(finished_at=now_iso(), minutes=round(minutes, 3),
+                           gpu_minutes=round(minutes if on_gpu else 0.0, 3), runs=runs, provenance=provenance(runs),
+                           results=[dict(r) for r in results])
+        path = write_text_atomic(store.local_dir("records") / f"{self.name}.json",
+                                 json.dumps(self.record, indent=1, default=str) + "\n")
         if self._banner is not None:
-            self._banner.update(chapter_banner(self.record, self.configuration, self.reductions,
-                                               self.record["provenance"]))
+            self._banner.update(chapter_banner(self.record, self.changed, self.record["provenance"]))
         return path
 
 
-def config_hash(config: Any) -> str:
-    """Eight hex digits identifying what a config computes: the start of its store key (:func:`.keys.run_key`)."""
-    return run_key(config)[:8]
-
-
-def start(name: str, namespace: Mapping[str, Any], *, title: str,
-          smoke: Mapping[str, Any] | None = None) -> Chapter:
-    """Begin a chapter: read its parameters from ``namespace`` and apply ``smoke`` when asked.
-
-    ``smoke`` (default :data:`.designs.SMOKE` of ``name``) maps parameter names to their smoke
-    values; they replace the values of the parameters cell, except those passed with ``-p``, when
-    the ``smoke`` parameter is true or ``$CONVNEXT_REPORT_SMOKE`` is set. Unknown names are an
-    error (a typo would otherwise silently run the full size).
-    """
-    params = parameters(namespace)
-    smoke = dict(SMOKE.get(name, {}) if smoke is None else smoke)
-    unknown = sorted(set(smoke) - set(params))
+def start(name: str, namespace: Mapping[str, Any], *, title: str, defaults: Mapping[str, Any] | None = None) -> Chapter:
+    """Begin chapter ``name`` with the values of ``namespace`` (the notebook's globals); ``defaults``: its
+    cell's (default: ``papermill.inspect_notebook``). A name the cell does not declare (``-p lrr 0.1``:
+    papermill only warns) and an empty ``seeds`` are refused."""
+    declared = dict(notebook_defaults(name) if defaults is None else defaults)
+    values = parameters(namespace)
+    unknown = sorted(set(values) - set(declared))
     if unknown:
-        raise ValueError(f"smoke settings {unknown} are not parameters of {name}; parameters: {sorted(params)}")
-    passed = passed_parameters(namespace)
-    use_smoke = bool(params.get("smoke", False)) or smoke_from_env()
-    reductions = {}
-    if use_smoke:
-        reductions = apply_smoke(params, smoke, passed)
-        params["smoke"] = True
-    chapter = Chapter(name=name, title=title, params=params, smoke=use_smoke, reductions=reductions, passed=passed)
-    chapter.record = {
-        "chapter": name,
-        "title": title,
-        "configuration": chapter.configuration,
-        "smoke_reductions": {k: {"full": f, "smoke": s} for k, (f, s) in reductions.items()},
-        "passed_parameters": sorted(passed),
-        "parameters": params,
-        "started_at": now_iso(),
-        "environment": environment(str(params.get("device", "auto"))),
-    }
+        raise ValueError(f"{name}: {unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} "
+                         f"of this chapter (a typo?); its parameters: {', '.join(sorted(declared))} (in an "
+                         "interactive session, the values later cells set count too: restart the kernel)")
+    params = {k: values.get(k, v) for k, v in declared.items()}
+    if "seeds" in params and not list(params["seeds"]):
+        raise ValueError(f"{name}: seeds is empty: at least one seed is needed (e.g. -y \"seeds: [0]\")")
+    smoke = read_files([smoke_file(name)]) if params.get("smoke") and smoke_file(name).is_file() else {}
+    changed = {k: (declared[k], SMOKE_FILE if k in smoke and smoke[k] == v else PASSED)
+               for k, v in params.items() if v != declared[k]}
+    chapter = Chapter(name=name, title=title, params=params, changed=changed)
+    chapter.record = {"chapter": name, "title": title, "configuration": chapter.configuration,
+                      "changed": {k: {"full": full, "value": params[k], "by": by} for k, (full, by) in changed.items()},
+                      "parameters": params, "started_at": now_iso(),
+                      "environment": environment(str(params.get("device", "auto")))}
     return chapter

@@ -1,83 +1,70 @@
-"""A chapter's parameters: read from the notebook namespace or file, and the smoke reductions.
-
-Values the user passes (``papermill -p epochs 2``) always win: papermill injects them as a cell
-tagged ``injected-parameters`` whose source starts with ``# Parameters``; the kernel's input
-history ``In`` holds that source, which :func:`passed_parameters` parses with ``ast``. The smoke
-reductions apply only to the keys nobody passed.
-"""
+"""A chapter's parameters as papermill sees them: its notebook's defaults (the full configuration), its
+smoke file ``book/params/<chapter>.smoke.yaml`` and parameter files; the tools, the plan and nbval pass
+a chapter the same values (:func:`passed`)."""
 
 from __future__ import annotations
 
 import ast
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INJECTED_HEADER", "apply_smoke", "notebook_defaults", "parameters", "passed_parameters"]
+import yaml
 
-#: the first line of papermill's injected-parameters cell
-INJECTED_HEADER = "# Parameters"
-#: types a parameters-cell value may have (everything else in the namespace is ignored)
-_PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
-_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+from .store import repo_root
+
+__all__ = ["chapter_params", "check_files", "defaults", "notebook", "passed", "read_files", "smoke_file"]
 
 
-def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters-cell values in a notebook namespace: public names bound to plain data."""
-    return {
-        k: v for k, v in namespace.items()
-        if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, _PARAM_TYPES)
-    }
+def notebook(name: str) -> Path:
+    """``<repo>/book/<name>.ipynb``."""
+    return repo_root() / "book" / f"{name}.ipynb"
 
 
-def _assigned(source: str) -> list[str]:
-    """Names assigned at the top level of ``source`` (plain or annotated assignments)."""
-    try:
-        body = ast.parse(source).body
-    except SyntaxError:
-        return []
-    names = []
-    for node in body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        names += [t.id for t in targets if isinstance(t, ast.Name)]
-    return names
+def smoke_file(name: str) -> Path:
+    """``<repo>/book/params/<name>.smoke.yaml``: ``smoke: true`` and the chapter's reduced values."""
+    return repo_root() / "book" / "params" / f"{name}.smoke.yaml"
 
 
-def passed_parameters(namespace: Mapping[str, Any]) -> set[str]:
-    """Names set by papermill's injected-parameters cell, read from the kernel's input history ``In``."""
-    history = namespace.get("In")
-    if not isinstance(history, (list, tuple)):
-        return set()
-    passed: set[str] = set()
-    for source in history:
-        if isinstance(source, str) and source.lstrip().startswith(INJECTED_HEADER):
-            passed.update(_assigned(source))
-    return passed
+def defaults(name: str) -> dict[str, Any]:
+    """The defaults of chapter ``name``'s parameters cell, read by ``papermill.inspect_notebook``."""
+    import papermill  # the book's extra: the command line's ``train`` runs without it
+
+    declared = papermill.inspect_notebook(str(notebook(name)))
+    return {key: ast.literal_eval(info["default"]) for key, info in declared.items()}
 
 
-def apply_smoke(params: dict[str, Any], smoke: Mapping[str, Any], passed: set[str]) -> dict[str, tuple[Any, Any]]:
-    """Replace the values of ``smoke``'s keys that were not passed; returns ``key -> (full, smoke)`` changed."""
-    reductions = {k: (params[k], v) for k, v in smoke.items() if k not in passed and params[k] != v}
-    params.update({k: v for k, v in smoke.items() if k not in passed})
-    return reductions
+def read_files(files: Iterable[str | Path]) -> dict[str, Any]:
+    """The values of YAML parameter files (as ``papermill -f`` reads them), later files winning."""
+    values: dict[str, Any] = {}
+    for file in files:
+        loaded = yaml.safe_load(Path(file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"parameter file {file} must hold a mapping of name: value")
+        values.update(loaded)
+    return values
 
 
-def notebook_defaults(path: str | Path) -> dict[str, Any]:
-    """The defaults of a notebook's ``parameters`` cell (the book's full configuration), without a kernel.
-
-    Every line of that cell is ``name: type = literal  # comment``; values are read with ``ast.literal_eval``.
-    """
-    cells = json.loads(Path(path).read_text())["cells"]
-    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(tagged) != 1:
-        raise ValueError(f"{path}: expected one cell tagged 'parameters', found {len(tagged)}")
-    source = "".join(tagged[0]["source"])
-    out: dict[str, Any] = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    out[target.id] = ast.literal_eval(node.value)
+def passed(name: str, *, smoke: bool = False, files: Sequence[str | Path] = (),
+           declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What papermill passes chapter ``name``: its smoke file's values when ``smoke`` (a chapter without
+    one has no smoke configuration), then the parameter files' values that the chapter declares."""
+    declared = defaults(name) if declared is None else declared
+    out = read_files([smoke_file(name)]) if smoke and smoke_file(name).is_file() else {}
+    out.update({k: v for k, v in read_files(files).items() if k in declared})
     return out
+
+
+def chapter_params(name: str, *, smoke: bool = False, files: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Chapter ``name``'s parameters as the notebook will run with them: defaults, then :func:`passed`."""
+    declared = defaults(name)
+    return {**declared, **passed(name, smoke=smoke, files=files, declared=declared)}
+
+
+def check_files(files: Sequence[str | Path]) -> None:
+    """Refuse the parameter files' names that no notebook of the book declares (papermill would only warn)."""
+    declared = set().union(*(defaults(p.stem) for p in sorted((repo_root() / "book").glob("*.ipynb"))))
+    unknown = sorted(set(read_files(files)) - declared)
+    if unknown:
+        raise ValueError(f"{unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of any "
+                         f"chapter; parameters: {', '.join(sorted(declared))}")

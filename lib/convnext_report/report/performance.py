@@ -7,9 +7,7 @@ row exists, and then every table and figure says they are CPU numbers.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +16,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from ..figures import COLORS, subplots
-from .banners import markdown
-from .paths import repo_root
+from .banners import admonition, markdown
+from .plan import read_benchmarks
 
 __all__ = [
     "MODES", "TARGETS", "benchmark_banner", "epoch_cost", "load_rows", "measured_rows", "packed_table",
-    "plot_packed", "plot_throughput", "results_dir", "targets_table", "throughput_table",
+    "plot_packed", "plot_throughput", "targets_table", "throughput_table",
 ]
 
 MODES = ("ours-real", "ours-synthetic", "eager-reference")
@@ -39,16 +37,9 @@ TARGETS: tuple[tuple[str, tuple[str, str], tuple[str, str], float], ...] = (
 REAL_OVER_SYNTHETIC = 0.9  #: ours-real must keep this share of ours-synthetic, for every model
 
 
-def results_dir() -> Path:
-    """``<repo>/benchmarks/results``."""
-    return repo_root() / "benchmarks" / "results"
-
-
 def load_rows(folder: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Every row of every ``*.json`` in ``folder`` (default :func:`results_dir`), one frame."""
-    folder = Path(folder) if folder is not None else results_dir()
-    rows = [r for p in sorted(folder.glob("*.json")) for r in json.loads(p.read_text())] if folder.is_dir() else []
-    frame = pd.DataFrame(rows)
+    """Every benchmark row of ``folder`` (default ``benchmarks/results``; :func:`.plan.read_benchmarks`), one frame."""
+    frame = pd.DataFrame(read_benchmarks(folder))
     if frame.empty:
         return pd.DataFrame(columns=["model", "mode", "device", "device_type", "images_per_second"])
     if "device_type" not in frame:
@@ -80,7 +71,7 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
     if kind == "none":
         body = ("No benchmark rows are committed yet: run `PYTHONPATH=lib python3 benchmarks/throughput.py` "
                 "(see benchmarks/README.md) and execute this page again.")
-        return markdown(f"```{{admonition}} No measurements yet\n:class: warning\n\n{body}\n```")
+        return markdown(admonition("No measurements yet", body))
     first = rows.iloc[0]
     when = str(rows["measured_at"].max())[:10] if "measured_at" in rows else "an unknown date"
     where = (f"**{first['device']}** on {when} (torch {first['torch']}, commit "
@@ -91,7 +82,7 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
                 "code path runs and how the page reads; CPU throughput says nothing about a GPU, and a shared "
                 "CPU's matmul peak (the MFU's denominator) moves with the load. Run the benchmark on a GPU to "
                 "replace them.")
-        return markdown(f"```{{admonition}} Measured on CPU — not GPU results\n:class: warning\n\n{body}\n```")
+        return markdown(admonition("Measured on CPU — not GPU results", body))
     return markdown(f"```{{note}}\nMeasured on {where}; MFU against the bf16 matmul peak measured in the same "
                      "process.\n```")
 

@@ -1,23 +1,23 @@
 """Chapter records and what is built from them: headline rows, the results and status tables, glue.
-
-A chapter stores headline rows (:func:`headline`) in its record; the status page and the results
-chapter read the records back (:func:`load_records`) and never show a smoke number as a result.
-"""
+A smoke number is never shown as a result."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .banners import provenance_text
+from . import store
+from .banners import SMOKE_LABEL, provenance_text
+from .claims import SOURCE_CLAIMS, source_value
 from .glue import glue
-from .records import load_records
-from .sources import SOURCE_CLAIMS, source_value
-from .tables import field_of, describe_data, describe_resolution, mean_std, runs_frame
+from .tables import mean_std, runs_frame
 
 __all__ = [
     "GLUE_KEYS", "SMOKE_LABEL", "best_text", "change_text", "compare_with_source", "double_source_text",
@@ -25,23 +25,29 @@ __all__ = [
     "headline_texts", "headlines", "load_records", "results_table", "runs_table", "status_table", "versus_frame",
 ]
 
-#: label used wherever a number comes from the CPU smoke configuration
-SMOKE_LABEL = "CPU smoke configuration — not a result"
+
+
+def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every ``<chapter>.json`` by name: of ``records_dir``, or (None) of the record layers, local first (a
+    chapter's local record hides its committed one)."""
+    folders = [Path(records_dir)] if records_dir is not None else store.layers("records")
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            found.setdefault(p.name, p)
+    return [json.loads(found[name].read_text()) for name in sorted(found)]
 
 
 def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, dataset: str | None = None,
              resolution: str | int | None = None, source_key: str | None = None, metric: str = "test top-1 (%)",
              value: str = "top1", note: str = "") -> dict[str, Any]:
-    """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), with context.
-
-    The results chapter tabulates and glues these rows; ``source_key`` names the claim in
-    :data:`SOURCE_CLAIMS` it answers. ``dataset``/``resolution`` default to the first run's config.
-    """
-    first = field_of(runs[0], "config") if runs else None
+    """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), with context;
+    ``source_key`` names the claim it answers (:data:`.claims.SOURCE_CLAIMS`)."""
+    first = runs[0].config if runs else None
     if dataset is None and first is not None:
-        dataset = describe_data(first)
+        dataset = f"{first.dataset}, {first.train_per_class or 'all'} train/class"
     if resolution is None and first is not None:
-        resolution = describe_resolution(first)
+        resolution = f"{first.image_size} px, stem stride {first.stem_stride}"
     if source_key is not None:
         source_value(source_key)  # fail early on a typo
     frame = runs_frame(list(runs))
@@ -50,28 +56,17 @@ def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, da
     values = frame[value].astype(float)
     epochs = f"{int(frame['epochs_run'].min())}–{int(frame['epochs_run'].max())}" \
         if frame["epochs_run"].nunique() > 1 else str(int(frame["epochs_run"].iloc[0]))
-    max_epochs = {getattr(field_of(r, "config"), "epochs", None) for r in runs} - {None}
+    max_epochs = {r.config.epochs for r in runs}
     if max_epochs and max(max_epochs) > int(frame["epochs_run"].max()):
         epochs += f" of ≤{max(max_epochs)} (early stopping)"
-    return {
-        "key": key,
-        "experiment": experiment,
-        "chapter": chapter,
-        "metric": metric,
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else None,
-        "n_seeds": int(len(values)),
-        "dataset": dataset,
-        "resolution": str(resolution),
-        "epochs": epochs,
-        "minutes": float(frame["minutes"].sum()),
-        "gpu_minutes": float(frame["gpu_minutes"].sum()),
-        "selection": "; ".join(sorted(set(frame["selection"].astype(str)))),
-        "peeked_mean": float(frame["peeked_top1"].mean()) if value == "top1" and frame["peeked_top1"].notna().all()
-        else None,
-        "source_key": source_key,
-        "note": note,
-    }
+    peeked = value == "top1" and frame["peeked_top1"].notna().all()
+    return {"key": key, "experiment": experiment, "chapter": chapter, "metric": metric, "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else None, "n_seeds": int(len(values)),
+            "dataset": dataset, "resolution": str(resolution), "epochs": epochs,
+            "minutes": float(frame["minutes"].sum()), "gpu_minutes": float(frame["gpu_minutes"].sum()),
+            "selection": "; ".join(sorted(set(frame["selection"].astype(str)))),
+            "peeked_mean": float(frame["peeked_top1"].mean()) if peeked else None, "source_key": source_key,
+            "note": note}
 
 
 def headlines(prefix: str, runs: Mapping[str, Sequence[Any]], *, chapter: str, title: str | None = None,
@@ -97,20 +92,16 @@ def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         commit = env.get("git_commit") or "—"
         if env.get("git_dirty"):
             commit += " (+ local changes)"
-        rows.append({
-            "chapter": r.get("title") or r["chapter"],
-            "configuration": r.get("configuration", "—"),
-            "device": env.get("device", "—"),
-            "executed": (r.get("finished_at") or "")[:16].replace("T", " "),
-            "minutes": round(float(r.get("minutes", float("nan"))), 1),
-            "GPU minutes": round(float(r.get("gpu_minutes", 0.0)), 1),
-            "versions": f"Python {env.get('python', '—')} · torch {env.get('torch', '—')} · timm {env.get('timm', '—')}",
-            "commit": commit,
-            "runs": provenance_text(r.get("provenance")).replace("**", "") or "—",
-        })
-    columns = ["chapter", "configuration", "device", "executed", "minutes", "GPU minutes", "versions", "commit",
-               "runs"]
-    return pd.DataFrame(rows, columns=columns)
+        rows.append({"chapter": r.get("title") or r["chapter"], "configuration": r.get("configuration", "—"),
+                     "device": env.get("device", "—"),
+                     "executed": (r.get("finished_at") or "")[:16].replace("T", " "),
+                     "minutes": round(float(r.get("minutes", float("nan"))), 1),
+                     "GPU minutes": round(float(r.get("gpu_minutes", 0.0)), 1),
+                     "versions": f"Python {env.get('python', '—')} · torch {env.get('torch', '—')} · timm "
+                                 f"{env.get('timm', '—')}",
+                     "commit": commit, "runs": provenance_text(r.get("provenance")).replace("**", "") or "—"})
+    return pd.DataFrame(rows, columns=["chapter", "configuration", "device", "executed", "minutes", "GPU minutes",
+                                       "versions", "commit", "runs"])
 
 
 def headline_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -136,17 +127,13 @@ def results_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     rows = []
     for h in headline_rows(records):
         claim = SOURCE_CLAIMS.get(h.get("source_key") or "", {})
-        rows.append({
-            "experiment": h["experiment"],
-            "this book": format_headline(h),
-            "source": f"{claim['value']:g} % (source {claim['source']})" if claim else "—",
-            "measured on": f"{h['dataset']}; {h['resolution']}; {h.get('metric', 'test top-1 (%)')}",
-            "epochs": h["epochs"],
-            "GPU minutes": round(h.get("gpu_minutes") or 0.0, 1),
-            "chapter": h["chapter"][:2],
-        })
-    columns = ["experiment", "this book", "source", "measured on", "epochs", "GPU minutes", "chapter"]
-    return pd.DataFrame(rows, columns=columns)
+        rows.append({"experiment": h["experiment"], "this book": format_headline(h),
+                     "source": f"{claim['value']:g} % (source {claim['source']})" if claim else "—",
+                     "measured on": f"{h['dataset']}; {h['resolution']}; {h.get('metric', 'test top-1 (%)')}",
+                     "epochs": h["epochs"], "GPU minutes": round(h.get("gpu_minutes") or 0.0, 1),
+                     "chapter": h["chapter"][:2]})
+    return pd.DataFrame(rows, columns=["experiment", "this book", "source", "measured on", "epochs", "GPU minutes",
+                                       "chapter"])
 
 
 def find_headline(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
@@ -155,19 +142,16 @@ def find_headline(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, A
 
 
 def compare_with_source(rows: Sequence[Mapping[str, Any] | None], labels: Sequence[str]) -> pd.DataFrame:
-    """Headline rows (None: not executed yet) next to the source claim each answers; with two rows, a
-    last row gives the change from the first to the second, ours (± the seeds' combined spread) and
-    the source's."""
+    """Headline rows (None: not executed yet) next to the claims they answer; for two rows, a last row with
+    the change from the first to the second, ours (± the seeds' combined spread) and the source's."""
     out = []
     for label, row in zip(labels, rows):
         claim = SOURCE_CLAIMS.get((row or {}).get("source_key") or "", {})
-        out.append({
-            "configuration": label,
-            "this book": format_headline(row) if row else "— (chapter not executed yet)",
-            "data (this book)": row["dataset"] if row else "—",
-            "source": f"{claim['value']:g} %" if claim else "—",
-            "source setting": claim.get("setting", "—"),
-        })
+        out.append({"configuration": label,
+                    "this book": format_headline(row) if row else "— (chapter not executed yet)",
+                    "data (this book)": row["dataset"] if row else "—",
+                    "source": f"{claim['value']:g} %" if claim else "—",
+                    "source setting": claim.get("setting", "—")})
     if len(rows) == 2:
         out.append(_change_row(*rows, labels))
     return pd.DataFrame(out).set_index("configuration")
@@ -203,22 +187,15 @@ def runs_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 #: glue keys of the results chapter's prose -> the headline key, or ``best:<prefix>`` (best row with that prefix)
 GLUE_KEYS: dict[str, str] = {
-    "backbone_top1": "backbone_top1",
-    "baseline_top1": "baseline_top1",
-    "baseline_gap": "baseline_gap",
-    "improved_top1": "improved_top1",
-    "optim_best_source": "best:opt_source_cifar100_",
-    "optim_best_modern": "best:opt_small_image_cifar100_",
-    "ln_top1": "norm_source_layernorm",
-    "dyt_top1": "norm_source_dyt",
-}
+    "backbone_top1": "backbone_top1", "baseline_top1": "baseline_top1", "baseline_gap": "baseline_gap",
+    "improved_top1": "improved_top1", "optim_best_source": "best:opt_source_cifar100_",
+    "optim_best_modern": "best:opt_small_image_cifar100_", "ln_top1": "norm_source_layernorm",
+    "dyt_top1": "norm_source_dyt"}
 
 
 def glue_values(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Text for every key in :data:`GLUE_KEYS` plus ``src_<claim>`` for each source claim.
-
-    Missing experiments read "not executed yet"; smoke numbers read as :data:`SMOKE_LABEL`.
-    """
+    """Text for every key of :data:`GLUE_KEYS` and ``src_<claim>`` of each claim ("not executed yet" where
+    missing, :data:`SMOKE_LABEL` for smoke numbers)."""
     rows = headline_rows(records)
     by_key = {r["key"]: r for r in rows}
     values: dict[str, str] = {}
@@ -256,8 +233,7 @@ def glue_texts(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def headline_texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """``key -> text`` of a chapter's headline rows, plus ``<key>_peeked`` (the best test number over the
-    epochs, what selecting on the test split would report) where the runs measured it."""
+    """``key -> text`` of headline rows, and ``<key>_peeked`` (what selecting on the test split would report)."""
     values = {}
     for row in rows:
         values[row["key"]] = format_headline(row)

@@ -1,12 +1,15 @@
-"""The result store: every finished run's small files, kept in the repository and found by its key.
+"""The result store, a run's key, and where the book's files live.
 
-An entry is ``<store>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/`` and holds a copy of every file
-of the run folder except weights (``config.yaml``, ``history.csv``, ``record.json``, ``eval.json``,
-``eval.npz``, ``log.txt``, ``dyt_alpha.csv``, ...) plus ``store.json``: the key, chapter, label, seed,
-configuration, :data:`~.keys.STORE_VERSION`, when and where the run was trained, and the sha256 of
-every file (checked when the entry is read). A run is found by its key (:func:`.keys.run_key`),
-never by its folder name; stored runs load as :class:`~convnext_report.runfolder.Run` objects
-without weights. :mod:`.paths` says which store roots are read and which one is written.
+Chapters write only the local layer under ``<runs>`` (``$CONVNEXT_REPORT_RUNS``, default ``<repo>/runs``):
+``results/`` (store entries), ``records/``, ``notebooks/``, ``backbones/`` and the run folders;
+``python -m convnext_report publish`` copies into the committed layer (``results/``, ``book/records/``,
+``book/``). Reading looks in the local layer first.
+
+An entry, ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``, holds a run folder's files but
+weights, and ``store.json`` (key, chapter, label, seed, configuration, :data:`STORE_VERSION`, where and
+when trained, each file's sha256). A run's key hashes the config fields that change what it computes
+(not the runtime keys, not ``config.inactive_keys``), :data:`STORE_VERSION` and the identity of
+``pretrained``, so it is the same on every machine.
 """
 
 from __future__ import annotations
@@ -14,30 +17,127 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..atomic import write_json_atomic, write_text_atomic
+from ..config import inactive_keys
 from ..environment import now_iso
-from ..runfolder import STORE_MARKER, Run, load_run, read_json
-from .keys import RUNTIME_KEYS, STORE_VERSION, WEIGHT_SUFFIXES, entry_name
-from .paths import committed_store_dir, store_layers, store_write_dir
+from ..runfolder import RUNTIME_KEYS as RESUME_KEYS, STORE_MARKER, Run, load_run, read_json
 
-__all__ = ["MAX_ENTRY_BYTES", "STORE_FILE", "Entry", "StoreError", "configuration_root", "entries", "find", "load",
-           "publish", "put", "attach", "verify"]
+__all__ = ["IDENTITY_TAG", "MAX_ENTRY_BYTES", "RUNS_ENV", "STORE_FILE", "STORE_VERSION", "WEIGHT_SUFFIXES", "Entry",
+           "StoreError", "attach", "committed_dir", "display_path", "entries", "entry_name", "find", "layers", "load",
+           "local_dir", "pretrained_identity", "put", "repo_root", "run_key", "runs_dir", "verify"]
 
+RUNS_ENV = "CONVNEXT_REPORT_RUNS"
+#: Bump when a code change changes what runs compute: every run then gets a new key and is trained again
+STORE_VERSION = 2
+#: config keys that do not change what a run computes: those a resumed run takes from the caller, and tags
+RUNTIME_KEYS = frozenset(RESUME_KEYS) | {"extra"}
+#: the ``extra`` tag naming the identity of ``pretrained`` (set by ``backbones.transfer_source``)
+IDENTITY_TAG = "pretrained_identity"
+#: files that hold weights: never part of the store, never a timm id
+WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt", ".bin")
 STORE_FILE = STORE_MARKER
 #: an entry should stay under this size (eval.npz of 10,000 images is about 60 KB); larger ones warn
 MAX_ENTRY_BYTES = 300_000
+_COMMITTED = {"results": "results", "records": "book/records", "notebooks": "book"}
 
 
 class StoreError(RuntimeError):
     """An entry cannot be written or read (unfinished run, changed file)."""
+
+
+def repo_root() -> Path:
+    """The book's root (the folder holding ``_toc.yml`` and ``book/``): searched from the cwd, then from here."""
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "_toc.yml").is_file() and (folder / "book").is_dir():
+                return folder
+    raise FileNotFoundError("cannot find the book root (a folder with _toc.yml and book/): run from the repository")
+
+
+def runs_dir() -> Path:
+    """The local layer and every run folder: ``$CONVNEXT_REPORT_RUNS`` or ``<repo>/runs`` (never committed)."""
+    value = os.environ.get(RUNS_ENV)
+    return Path(value).expanduser() if value else repo_root() / "runs"
+
+
+def local_dir(kind: str) -> Path:
+    """``<runs>/<kind>``: where chapters write ``results`` (store entries), ``records``, ``notebooks``,
+    ``backbones``."""
+    return runs_dir() / kind
+
+
+def committed_dir(kind: str) -> Path:
+    """The repository's ``results/``, ``book/records/`` or ``book/`` (for notebooks)."""
+    return repo_root() / _COMMITTED[kind]
+
+
+def layers(kind: str) -> list[Path]:
+    """Where ``kind`` is read from, first wins: the local layer, then the committed one."""
+    local, committed = local_dir(kind), committed_dir(kind)
+    return [local] if local.resolve() == committed.resolve() else [local, committed]
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as a page may show it: ``<runs>/...`` or relative to the repository, never this machine's
+    absolute folders (a page is rendered on one machine and read everywhere)."""
+    path = Path(path)
+    for base, name in ((runs_dir(), "<runs>/"), (repo_root(), "")):
+        if path.is_absolute() and path.resolve().is_relative_to(base.resolve()):
+            return f"{name}{path.resolve().relative_to(base.resolve())}"
+    return path.name if path.is_absolute() else str(path)
+
+
+def pretrained_identity(config: Any) -> str | None:
+    """``None``, ``"timm:<id>"``, ``"run:<store key>"`` (chapter 3's backbone) or ``"sha256:<hex>"``."""
+    tag = (config.extra or {}).get(IDENTITY_TAG)
+    if tag:
+        return str(tag)
+    value = config.pretrained
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        key, stat = read_json(path.with_suffix(".json")).get("store_key"), path.stat()
+        return f"run:{key}" if key else f"sha256:{_file_sha256(str(path), stat.st_mtime_ns, stat.st_size)}"
+    if path.suffix in WEIGHT_SUFFIXES or ("/" in value and not value.startswith("hf-hub:")):
+        raise FileNotFoundError(f"pretrained={value!r} is not a file, so the run cannot be identified; "
+                                "pass an existing checkpoint or a timm id")
+    return f"timm:{value}"
+
+
+def run_key(config: Any) -> str:
+    """The store key of ``config``: 64 hex digits (see the module docstring)."""
+    skip = RUNTIME_KEYS | inactive_keys(config)
+    values = {k: v for k, v in config.to_dict().items() if k not in skip}
+    values["pretrained"] = pretrained_identity(config)
+    text = json.dumps({"store_version": STORE_VERSION, "config": values}, sort_keys=True, default=str,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def entry_name(label: str, seed: int, key: str) -> str:
+    """``<label>-s<seed>-<key[:8]>`` (label as letters, digits and ``. _ -``): run folder and entry name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "run"
+    return f"{safe}-s{seed}-{key[:8]}"
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:  # mtime and size make the cache safe
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -52,25 +152,18 @@ class Entry:
         return str(self.meta["key"])
 
     @property
-    def label(self) -> str:
-        return str(self.meta.get("label", ""))
-
-    @property
-    def seed(self) -> int:
-        return int(self.meta.get("seed", 0))
-
-    @property
-    def chapter(self) -> str:
-        return str(self.meta.get("chapter", ""))
-
-    @property
     def bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
 
-def configuration_root(root: Path, smoke: bool) -> Path:
-    """``<root>/smoke`` for the smoke configuration, ``<root>`` for the full one."""
-    return Path(root) / "smoke" if smoke else Path(root)
+def _scan(smoke: bool, pattern: str = "*/*") -> list[Entry]:
+    """The entries of a configuration whose folders match ``pattern``, layer by layer (local first)."""
+    found = []
+    for root in layers("results"):
+        for meta_file in sorted((root / "smoke" if smoke else root).glob(f"{pattern}/{STORE_FILE}")):
+            entry = _read(meta_file)
+            found += [entry] if entry is not None else []
+    return found
 
 
 def _read(meta_file: Path) -> Entry | None:
@@ -81,25 +174,16 @@ def _read(meta_file: Path) -> Entry | None:
     return Entry(meta_file.parent, meta) if isinstance(meta, dict) and meta.get("key") else None
 
 
-def find(key: str, *, smoke: bool, layers: list[Path] | None = None) -> Entry | None:
-    """The entry with ``key`` in the first store root that has it (default roots: :func:`.paths.store_layers`)."""
-    for root in layers if layers is not None else store_layers():
-        base = configuration_root(root, smoke)
-        for meta_file in sorted(base.glob(f"*/*-{key[:8]}/{STORE_FILE}")):
-            entry = _read(meta_file)
-            if entry is not None and entry.key == key:
-                return entry
-    return None
+def find(key: str, *, smoke: bool) -> Entry | None:
+    """The entry with ``key`` in the first layer that has it."""
+    return next((e for e in _scan(smoke, f"*/*-{key[:8]}") if e.key == key), None)
 
 
-def entries(*, smoke: bool, layers: list[Path] | None = None) -> list[Entry]:
-    """Every entry of a configuration, each key once (the first root wins)."""
+def entries(*, smoke: bool) -> list[Entry]:
+    """Every entry of a configuration, each key once (the local layer wins)."""
     found: dict[str, Entry] = {}
-    for root in layers if layers is not None else store_layers():
-        for meta_file in sorted(configuration_root(root, smoke).glob(f"*/*/{STORE_FILE}")):
-            entry = _read(meta_file)
-            if entry is not None:
-                found.setdefault(entry.key, entry)
+    for entry in _scan(smoke):
+        found.setdefault(entry.key, entry)
     return list(found.values())
 
 
@@ -107,52 +191,42 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _small_files(folder: Path) -> list[Path]:
-    """Every plain file of a run folder except weights, hidden and temporary files."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.suffix not in WEIGHT_SUFFIXES and not p.name.endswith(".tmp") and p.name != STORE_FILE)
-
-
 def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: int, smoke: bool,
-        root: Path | None = None, info: dict[str, Any] | None = None, replace: bool = False) -> Entry:
-    """Copy a finished run folder's small files into the store (default root: :func:`.paths.store_write_dir`).
-
-    Written into a temporary folder and renamed into place, so an entry is whole or absent. An
-    entry with the same key already there is returned unchanged, or replaced if ``replace``.
-    """
+        replace: bool = False) -> Entry:
+    """Copy a finished run folder's small files into the local layer's store, whole or not at all (a
+    temporary folder renamed into place); an entry of that key is kept, or replaced if ``replace``."""
     folder = Path(folder)
     record = read_json(folder / "record.json")
     status = record.get("status")  # finished, or stopped by a non-finite loss (a result too)
     if not (status == "finished" or (status == "failed" and record.get("stop_reason") == "non_finite_loss")):
-        raise StoreError(f"run {folder} is not finished (status {record.get('status')!r}); only finished runs are stored")
-    dest = configuration_root(root or store_write_dir(), smoke) / chapter / entry_name(label, seed, key)
+        raise StoreError(f"run {folder} is not finished (status {status!r}); only finished runs are stored")
+    dest = local_dir("results") / ("smoke" if smoke else "") / chapter / entry_name(label, seed, key)
     existing = _read(dest / STORE_FILE)
     if existing is not None and existing.key == key and not replace:
         return existing
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+    if existing is not None and existing.key != key:
+        raise StoreError(f"{dest} holds another key; remove it or bump STORE_VERSION")
+    tmp, old = (dest.with_name(f".{dest.name}.{os.getpid()}.{s}") for s in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        for src in _small_files(folder):
-            shutil.copyfile(src, tmp / src.name)
+        for src in sorted(folder.iterdir()):
+            if src.is_file() and src.suffix not in WEIGHT_SUFFIXES and not src.name.startswith(".") \
+                    and not src.name.endswith(".tmp") and src.name != STORE_FILE:
+                shutil.copyfile(src, tmp / src.name)
         if (tmp / "config.yaml").is_file():  # the data folder is the machine's; here it is $CONVNEXT_REPORT_DATA
             values = yaml.safe_load((tmp / "config.yaml").read_text())
             (tmp / "config.yaml").write_text(yaml.safe_dump({**values, "data_dir": None}, sort_keys=False))
-        on_gpu = str(record.get("device", "")).startswith("cuda")
         wall = record.get("wall_time_seconds")
-        meta = {
-            "key": key, "chapter": chapter, "label": label, "seed": seed,
-            "configuration": "smoke" if smoke else "full", "store_version": STORE_VERSION, "stored_at": now_iso(),
-            "trained_on": record.get("device_name") or record.get("device"), "device": record.get("device"),
-            "trained_at": record.get("end_time"), "wall_time_seconds": wall,
-            "gpu_seconds": round(float(wall), 1) if on_gpu and wall is not None else 0.0,
-            "git_commit": (record.get("git") or {}).get("commit"), **(info or {}),
-            "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
-        }
+        on_gpu = str(record.get("device", "")).startswith("cuda") and wall is not None
+        meta = {"key": key, "chapter": chapter, "label": label, "seed": seed,
+                "configuration": "smoke" if smoke else "full", "store_version": STORE_VERSION, "stored_at": now_iso(),
+                "trained_on": record.get("device_name") or record.get("device"), "device": record.get("device"),
+                "trained_at": record.get("end_time"), "wall_time_seconds": wall,
+                "gpu_seconds": round(float(wall), 1) if on_gpu else 0.0,
+                "git_commit": (record.get("git") or {}).get("commit"),
+                "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())}}
         write_json_atomic(tmp / STORE_FILE, meta, indent=1)
-        if dest.exists() and (existing is None or existing.key != key):  # another key under the same short name
-            raise StoreError(f"{dest} exists with another key; remove it (git rm -r) or bump STORE_VERSION")
         if dest.exists():
             os.replace(dest, old)
         os.replace(tmp, dest)
@@ -166,30 +240,11 @@ def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: 
     return entry
 
 
-def publish(entry: Entry, root: Path | None = None) -> Entry:
-    """Copy an entry of the local store into the committed one (default :func:`.paths.committed_store_dir`)."""
-    root = root or committed_store_dir()
-    smoke = entry.meta.get("configuration") == "smoke"
-    dest = configuration_root(root, smoke) / entry.chapter / entry.path.name
-    existing = _read(dest / STORE_FILE)
-    if existing is not None and existing.key == entry.key:
-        return existing
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        shutil.copytree(entry.path, tmp)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return Entry(dest, entry.meta)
-
-
 def attach(entry: Entry, name: str, text: str) -> Entry:
-    """Add a small file to an entry of the write root (e.g. chapter 3's backbone meta); a file already
-    there is kept. Entries in a read-only root (the committed store when not publishing) are unchanged."""
+    """Add a small file to a local entry (e.g. chapter 3's backbone meta); a file already there is kept, and
+    a committed entry is never changed (``publish`` writes that layer)."""
     target = entry.path / name
-    writable = entry.path.resolve().is_relative_to(store_write_dir().resolve())
-    if target.is_file() or not writable:
+    if target.is_file() or not entry.path.resolve().is_relative_to(local_dir("results").resolve()):
         return entry
     write_text_atomic(target, text)
     meta = {**entry.meta, "files": {**entry.meta.get("files", {}), name: _sha256(target)}}
@@ -202,19 +257,14 @@ def verify(entry: Entry) -> list[str]:
     problems = []
     for name, digest in entry.meta.get("files", {}).items():
         path = entry.path / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif _sha256(path) != digest:
-            problems.append(f"{name} changed since it was stored")
+        if not path.is_file() or _sha256(path) != digest:
+            problems.append(f"{name} {'changed since it was stored' if path.is_file() else 'is missing'}")
     return problems
 
 
 def load(entry: Entry, request: Any = None) -> Run:
-    """The stored run as a :class:`Run` (no weights: ``load_model`` says so).
-
-    ``request``: the config the chapter asked for; its runtime keys, ``extra`` and ``pretrained``
-    replace the stored ones (same key, so the same computation), e.g. the data folder of this machine.
-    """
+    """The stored run as a :class:`Run` without weights; ``request`` (the config asked for, same key) gives
+    its runtime keys, ``extra`` and ``pretrained`` (e.g. this machine's data folder)."""
     problems = verify(entry)
     if problems:
         raise StoreError(f"store entry {entry.path} is damaged: {'; '.join(problems)}. Restore it "

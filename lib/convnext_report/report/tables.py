@@ -1,8 +1,5 @@
-"""Tables of runs for the book: one row per run, seed means ± std, pivots and per-stage shapes.
-
-Chapters hand runs (``Run`` objects or stored runs) to :func:`runs_frame` and summarise seeds with
-:func:`summarise` (mean ± std); nothing here trains or plots.
-"""
+"""Tables of runs for the book: one row per run (:func:`runs_frame`), seed means ± std (:func:`summarise`),
+pivots and per-stage shapes. Nothing here trains or plots."""
 
 from __future__ import annotations
 
@@ -18,21 +15,9 @@ from .. import complexity
 from ..selection import history_frame
 from ..models import build_model
 
-__all__ = [
-    "HEADERS", "alpha_frame", "curves_frame", "describe_data", "describe_resolution", "field_of", "mean_std", "peeking", "pivot_mean_std",
-    "run_summary", "runs_frame", "select", "show", "summary_line", "stage_of", "stage_table", "summarise", "throughput",
-    "versus_reference",
-]
-
-
-def field_of(obj: Any, *names: str, default: Any = None) -> Any:
-    """The first of ``names`` found as a key of a mapping or an attribute of an object, else ``default``."""
-    for name in names:
-        if isinstance(obj, Mapping) and name in obj:
-            return obj[name]
-        if not isinstance(obj, Mapping) and hasattr(obj, name):
-            return getattr(obj, name)
-    return default
+__all__ = ["HEADERS", "alpha_frame", "curves_frame", "mean_std", "peeking", "pivot_mean_std", "run_summary",
+           "runs_frame", "select", "show", "stage_of", "stage_table", "summarise", "summary_line", "throughput",
+           "versus_reference"]
 
 
 def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
@@ -44,10 +29,7 @@ def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
     (what selecting on the test split would report; NaN unless it was evaluated every epoch);
     ``gap`` is training minus test accuracy at the selected epoch.
     """
-    frame = history_frame(run)
-    config = field_of(run, "config")
-    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
-    record = field_of(run, "record", default={}) or {}
+    frame, cfg, record = history_frame(run), run.config.to_dict(), run.record or {}
     best = frame.loc[int(frame["selection_acc"].idxmax())]
     top1 = _percent(record.get("final_top1"), fallback=float(best["selection_acc"]))
     seconds = record.get("wall_time_seconds")
@@ -69,7 +51,7 @@ def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
         "minutes": minutes, "gpu_minutes": minutes if on_gpu else 0.0,
         "device": str(record.get("device_name") or record.get("device") or cfg.get("device", "")),
         "trained": str(record.get("end_time") or "")[:10],
-        "run": Path(str(field_of(run, "path", default=""))).name,
+        "run": Path(str(run.path)).name,
     }
 
 
@@ -120,14 +102,8 @@ def runs_frame(runs: Iterable[Any] | Mapping[str, Iterable[Any]]) -> pd.DataFram
 
 def curves_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     """Long per-epoch frame (``label``, ``seed``, ``epoch``, metrics) for :func:`figures.plot_curves`."""
-    parts = []
-    for label, group in runs.items():
-        for run in group:
-            frame = history_frame(run)
-            config = field_of(run, "config")
-            frame = frame.assign(label=label, seed=getattr(config, "seed", None))
-            parts.append(frame)
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat([history_frame(run).assign(label=label, seed=run.config.seed)
+                      for label, group in runs.items() for run in group], ignore_index=True)
 
 
 def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label",
@@ -179,17 +155,6 @@ def mean_std(mean: float, std: float | None = None, n: int | None = None, *, dig
     return text
 
 
-def describe_data(config: Any) -> str:
-    """``"cifar10, 500 train/class"`` or ``"tiny-imagenet-32, all train"`` for a run's config."""
-    per_class = getattr(config, "train_per_class", None)
-    return f"{config.dataset}, {per_class if per_class else 'all'} train/class"
-
-
-def describe_resolution(config: Any) -> str:
-    """``"32 px, stem stride 2"`` for a run's config."""
-    return f"{config.image_size} px, stem stride {config.stem_stride}"
-
-
 def pivot_mean_std(summary: pd.DataFrame, *, index: str | list[str], columns: str, digits: int = 1) -> pd.DataFrame:
     """``mean ± std`` strings of a :func:`summarise` frame laid out as ``index`` × ``columns``."""
     text = summary.assign(cell=[mean_std(m, s, None, digits=digits)
@@ -204,8 +169,7 @@ def pivot_mean_std(summary: pd.DataFrame, *, index: str | list[str], columns: st
 def select(runs: Mapping[str, Sequence[Any]], **where: Any) -> dict[str, list[Any]]:
     """The labels whose runs' configs match every ``field=value`` (e.g. ``dataset="cifar10"``)."""
     def keep(run: Any) -> bool:
-        config = field_of(run, "config")
-        return all(getattr(config, k) == v for k, v in where.items())
+        return all(getattr(run.config, k) == v for k, v in where.items())
 
     return {label: list(group) for label, group in runs.items() if group and all(keep(r) for r in group)}
 
@@ -252,7 +216,7 @@ def throughput(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     for label, group in runs.items():
         for run in group:
             frame = history_frame(run)
-            batch = getattr(field_of(run, "config"), "batch_size", float("nan"))
+            batch = run.config.batch_size
             ips = float(frame["images_per_second"].mean()) if "images_per_second" in frame else float("nan")
             rows.append({"label": label, "images/s": ips, "ms/step": 1000.0 * batch / ips if ips else float("nan")})
     out = pd.DataFrame(rows).groupby("label", sort=False).mean().round(1)
@@ -267,10 +231,10 @@ def alpha_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     parts = []
     for label, group in runs.items():
         for run in group:
-            file = Path(field_of(run, "path")) / "dyt_alpha.csv"
+            file = Path(run.path) / "dyt_alpha.csv"
             if file.is_file():
                 frame = pd.read_csv(file)
-                parts.append(frame.assign(label=label, seed=getattr(field_of(run, "config"), "seed", None),
+                parts.append(frame.assign(label=label, seed=run.config.seed,
                                           stage=frame["layer"].map(stage_of)))
     columns = ["label", "seed", "epoch", "layer", "stage", "alpha"]
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)

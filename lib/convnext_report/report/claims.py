@@ -1,4 +1,4 @@
-"""The three sources' numbers as data: source 002's roadmap and every headline claim of 000 and 001."""
+"""The three sources' claims as data: source 002's roadmap and every headline number of 000 and 001."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def plot_blocks(blocks: Mapping[str, Sequence[tuple[str, str]]] | None = None) -
 def plot_stage_sizes(frame: pd.DataFrame) -> Figure:
     """Spatial side of the feature map after the stem and each stage, one line per setting.
 
-    ``frame``: columns ``setting``, ``layer`` and ``side`` (as built by ``reporting.stage_sides``).
+    ``frame``: columns ``setting``, ``layer`` and ``side`` (:func:`.tables.stage_table`).
     """
     fig, axes = subplots(size=(8.0, 4.0))
     ax = axes[0, 0]
@@ -168,8 +168,7 @@ def plot_grn(before: np.ndarray, after: np.ndarray) -> Figure:
 def plot_versus_source(frame: pd.DataFrame) -> Figure:
     """This book's headline numbers (± std) next to the source's, one pair of bars per experiment.
 
-    ``frame``: ``reporting.versus_frame(records)``; with no full-configuration result yet the
-    figure says so instead of showing smoke numbers.
+    ``frame``: :func:`.results.versus_frame`; without a full-configuration result it says so.
     """
     fig, axes = subplots(size=(9.0, 0.5 * max(len(frame), 3) + 1.5))
     ax = axes[0, 0]

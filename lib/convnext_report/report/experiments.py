@@ -1,8 +1,7 @@
 """Each training chapter's runs as data: labels -> config changes, as functions of its parameters.
 
-The notebooks sweep these (``ch.sweep(designs.baseline(source))``) and the budget
-(:mod:`.plan`) counts them from the notebooks' parameters cells, so both see the same runs.
-:data:`SMOKE` holds each chapter's smoke reductions (the keys the smoke configuration changes).
+The notebooks sweep these (``ch.sweep(experiments.baseline(source))``) and the plan (:mod:`.plan`) builds
+them from the same parameters, so both see the same runs (the same store keys).
 """
 
 from __future__ import annotations
@@ -13,31 +12,16 @@ from typing import Any
 from ..config import TrainConfig, field_names, from_dict
 from ..parts import normalization
 from .backbones import backbone_path, transfer_source
-from .keys import IDENTITY_TAG, run_key
 from .recipes import grid, recipe
+from .store import IDENTITY_TAG, run_key
 
-__all__ = ["SMOKE", "TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "backbone_source", "baseline",
-           "chapter_groups", "improved", "normalisation_grids", "optimiser_grids", "run_config", "seeds_of"]
+__all__ = ["TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "baseline", "chapter_groups",
+           "improved", "normalisation_grids", "optimiser_grids", "run_config", "seeds_of"]
 
 #: the chapters that train, in book order
 TRAINING_CHAPTERS = ("03_source_backbone", "04_baseline", "05_improved", "06_optimisers", "07_normalisation")
-#: chapter 3's backbone weights stay on the machine only for chapters 4 and 5: one command runs all three
+#: chapter 3's backbone weights stay on the machine only for chapters 4 and 5
 TRANSFER_CHAIN = ("03_source_backbone", "04_baseline", "05_improved")
-
-_SMALL = dict(train_per_class=20, test_per_class=10, max_classes=20)  # 400 train (40 held out) / 200 test images
-#: chapter -> parameter -> its value in the smoke configuration (parameters passed with -p keep theirs)
-SMOKE: dict[str, dict[str, Any]] = {
-    "03_source_backbone": dict(model="convnextv2_atto", backbone="convnextv2_atto-tin32", epochs=2,
-                               warmup_epochs=0.0, batch_size=32, train_per_class=30, test_per_class=20,
-                               max_classes=20),
-    "04_baseline": dict(backbone="convnextv2_atto-tin32", train_per_class=50, test_per_class=20, max_classes=20,
-                        epochs=10, batch_size=50, seeds=[0, 1]),
-    "05_improved": dict(backbone="convnextv2_atto-tin32", train_per_class=15, test_per_class=15, max_classes=20,
-                        epochs=2, batch_size=30, seeds=[0]),
-    "06_optimisers": dict(optimizer_model="convnextv2_atto", variants=["convnextv2_atto"],
-                          modern_variants=["convnextv2_atto"], epochs=2, seeds=[0], **_SMALL),
-    "07_normalisation": dict(model="convnextv2_atto", epochs=2, seeds=[0], **_SMALL),  # chapter 6's LayerNorm runs
-}
 
 
 def seeds_of(params: Mapping[str, Any]) -> list[int]:
@@ -55,15 +39,6 @@ def run_config(params: Mapping[str, Any], changes: Mapping[str, Any], *, seed: i
     values["seed"] = seed
     values["extra"] = {**(extra or {}), **changes.get("extra", {})}
     return from_dict(values)
-
-
-def backbone_source(params3: Mapping[str, Any], *, smoke: bool) -> dict[str, Any]:
-    """What ``backbones.transfer_source`` returns once chapter 3 (with parameters ``params3``) has run."""
-    config = run_config(params3, {}, seed=params3.get("seed", 0))
-    mean, std = normalization(config)
-    return dict(norm=config.norm, model=config.model, stem_stride=config.stem_stride, image_size=config.image_size,
-                normalize_mean=mean, normalize_std=std, pretrained=str(backbone_path(params3["backbone"], smoke=smoke)),
-                extra={IDENTITY_TAG: f"run:{run_key(config)}"})
 
 
 def baseline(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -119,24 +94,31 @@ def normalisation_grids(params: Mapping[str, Any]) -> dict[str, dict[str, dict[s
     return out
 
 
-def _transfer_source(params: Mapping[str, Any], params3: Mapping[str, Any] | None, smoke: bool) -> dict[str, Any]:
-    """Chapter 3's backbone as its parameters will export it, or what ``pretrained`` names."""
-    if params.get("pretrained") is not None:
-        return transfer_source(params["pretrained"], params["backbone"], smoke=smoke)
-    if params3 is None:
-        raise ValueError("chapters 4 and 5 need chapter 3's parameters for their backbone")
-    return {**backbone_source(params3, smoke=smoke), "pretrained": str(backbone_path(params["backbone"], smoke=smoke))}
+def _transfer_source(params: Mapping[str, Any], params3: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What ``backbones.transfer_source`` gives chapters 4-5, as the chapter reads it; before chapter 3 has
+    exported its backbone, what it will export with parameters ``params3`` (identity: its run's key)."""
+    smoke = bool(params.get("smoke"))
+    try:
+        return transfer_source(params.get("pretrained"), params["backbone"], smoke=smoke)
+    except FileNotFoundError:
+        if params.get("pretrained") is not None or params3 is None:
+            raise
+    config = run_config(params3, {}, seed=params3.get("seed", 0))
+    mean, std = normalization(config)
+    return dict(norm=config.norm, model=config.model, stem_stride=config.stem_stride, image_size=config.image_size,
+                normalize_mean=mean, normalize_std=std, pretrained=str(backbone_path(params["backbone"], smoke=smoke)),
+                extra={IDENTITY_TAG: f"run:{run_key(config)}"})
 
 
-def chapter_groups(name: str, params: Mapping[str, Any], *, params3: Mapping[str, Any] | None = None,
-                   smoke: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+def chapter_groups(name: str, params: Mapping[str, Any], *,
+                   params3: Mapping[str, Any] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """Every group of runs chapter ``name`` sweeps with ``params``: group -> label -> config changes."""
     if name == "03_source_backbone":
         return {"pretrain": {"pretrain": {}}}
     if name == "04_baseline":
-        return {"baseline": baseline(_transfer_source(params, params3, smoke))}
+        return {"baseline": baseline(_transfer_source(params, params3))}
     if name == "05_improved":
-        runs = improved(_transfer_source(params, params3, smoke))
+        runs = improved(_transfer_source(params, params3))
         return {"improved": runs, **({"ablation": ablations(runs["improved"])} if params["ablation"] else {})}
     if name == "06_optimisers":
         source, modern = optimiser_grids(params)
