@@ -212,7 +212,7 @@ class Synthetic:
         g = torch.Generator().manual_seed(0)
         self.images = torch.randint(0, 256, (distinct, batch, 3, size, size), dtype=torch.uint8, generator=g).to(device)
         self.labels = torch.randint(0, NUM_CLASSES, (distinct, batch), generator=g).to(device)
-        self.transform = make_eval_transform(spec.mean, spec.std, size).to(device)
+        self.transform = make_eval_transform(spec, size).to(device)
         self.steps = 0
 
     def window(self, steps: int, epoch: int = 0) -> "Synthetic":

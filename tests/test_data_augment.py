@@ -45,7 +45,7 @@ def test_train_and_eval_shapes_dtypes(images):
     train = make_train_transform(SPEC, 64, randaugment="n2m9")
     out = train(images, generator=torch.Generator().manual_seed(0))
     assert out.shape == (20, 3, 64, 64) and out.dtype == torch.float32 and torch.isfinite(out).all()
-    ev = make_eval_transform(SPEC.mean, SPEC.std, 32)
+    ev = make_eval_transform((SPEC.mean, SPEC.std), 32)
     mean, std = torch.tensor(SPEC.mean).view(1, 3, 1, 1), torch.tensor(SPEC.std).view(1, 3, 1, 1)
     torch.testing.assert_close(ev(images), (images.float() / 255 - mean) / std, rtol=1e-5, atol=1e-5)
     assert make_eval_transform(SPEC, 224)(images[:2]).shape == (2, 3, 224, 224)

@@ -1,4 +1,5 @@
-"""Data roots, missing folders, and the hub path up to the network call."""
+"""Data roots, missing folders, and the hub path (the same shards, from the Hugging Face cache) up to the
+network call."""
 
 from __future__ import annotations
 
@@ -76,30 +77,34 @@ def _fake_hub_split(data_root, size: int, label_column: str, image_column: str) 
 
 
 @pytest.mark.parametrize(
-    "name, split, hub_id, hub_split, size, image_column, label_column",
+    "name, split, hub_id, pattern, size, image_column, label_column",
     [
-        ("cifar100", "test", "uoft-cs/cifar100", "test", 32, "img", "fine_label"),
-        ("cifar10", "train", "uoft-cs/cifar10", "train", 32, "img", "label"),
-        ("tiny-imagenet-32", "test", "zh-plus/tiny-imagenet", "valid", 64, "image", "label"),
+        ("cifar100", "test", "uoft-cs/cifar100", "cifar100/test-*.parquet", 32, "img", "fine_label"),
+        ("cifar10", "train", "uoft-cs/cifar10", "plain_text/train-*.parquet", 32, "img", "label"),
+        ("tiny-imagenet-32", "test", "zh-plus/tiny-imagenet", "data/valid-*.parquet", 64, "image", "label"),
     ],
 )
-def test_hub_path_calls_load_dataset(
-    monkeypatch, tmp_path, data_root, name, split, hub_id, hub_split, size, image_column, label_column
+def test_hub_path_reads_the_hubs_shards(
+    monkeypatch, tmp_path, data_root, name, split, hub_id, pattern, size, image_column, label_column
 ):
-    fake = _fake_hub_split(data_root, size, label_column, image_column)
+    import huggingface_hub
+
     calls = []
 
-    def load_dataset(path, *args, **kwargs):
-        calls.append((path, args, kwargs))
-        return fake
+    def snapshot_download(repo_id, *, repo_type, allow_patterns):
+        calls.append((repo_id, repo_type, allow_patterns))
+        shard = tmp_path / "snapshot" / pattern.replace("*", "00000-of-00001")
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        _fake_hub_split(data_root, size, label_column, image_column).to_parquet(shard)
+        return str(tmp_path / "snapshot")
 
     monkeypatch.delenv(DATA_ENV, raising=False)
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     out = load_split(name, split, cache_dir=tmp_path)
-    assert calls == [(hub_id, (), {"split": hub_split})]
-    assert out.source == f"hub:{hub_id}[{hub_split}]"
+    assert calls == [(hub_id, "dataset", [pattern])]
+    assert out.source == f"hub:{hub_id}[{pattern.split('/')[1].split('-')[0]}]"
     assert out.images.shape == (6, 3, 32, 32) and out.images.dtype == torch.uint8  # 64 px hub images -> 32
-    assert out.labels.tolist() == [0, 1, 2, 0, 1, 2] and not out.from_cache
+    assert out.labels.tolist() == [0, 1, 2, 0, 1, 2] and not out.from_cache and out.class_names[:2] == ["c0", "c1"]
     again = load_split(name, split, cache_dir=tmp_path)
     assert again.from_cache and torch.equal(again.images, out.images)
 
@@ -108,11 +113,8 @@ def test_hub_offline_without_local_data_is_clear(monkeypatch, tmp_path):
     import huggingface_hub
 
     monkeypatch.delenv(DATA_ENV, raising=False)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # nothing cached
     with pytest.raises(DatasetUnavailableError) as err:
         load_split("cifar100", "test", cache_dir=tmp_path)
     msg = str(err.value)

@@ -105,14 +105,6 @@ def test_optimizers_of_the_source(dyt_model: nn.Module, name: str, cls: type) ->
             assert g["betas"] == (0.9, 0.999)
 
 
-def test_unknown_optimizer_and_schedule_list_choices(dyt_model: nn.Module) -> None:
-    with pytest.raises(ValueError, match="unknown optimizer 'lamb'.*sgd.*radam.*adamw"):
-        build_optimizer(dyt_model, TrainConfig(optimizer="lamb"))
-    opt = build_optimizer(dyt_model, TrainConfig())
-    with pytest.raises(ValueError, match="unknown schedule 'step'.*cosine, constant"):
-        build_scheduler(opt, TrainConfig(schedule="step"), steps_per_epoch=10)
-
-
 def _lrs_at(scheduler, opt, t: int) -> list[float]:
     scheduler.step_update(num_updates=t)
     return [g["lr"] for g in opt.param_groups]

@@ -54,7 +54,7 @@ def test_holdout_selects_and_the_test_split_is_reported_once(tiny: TrainConfig) 
     # the reported number is the test split evaluated with the selected (best held-out) epoch's weights
     model, test = run.load_model("best"), run.test_data()
     spec = get_dataset_spec("cifar10")
-    loader = DeviceLoader(test, 16, transform=make_eval_transform(spec.mean, spec.std, 32), shuffle=False,
+    loader = DeviceLoader(test, 16, transform=make_eval_transform(spec, 32), shuffle=False,
                           drop_last=False, device="cpu")
     result = evaluate(model, loader, device=torch.device("cpu"), class_names=test.class_names)
     assert result.top1 == pytest.approx(run.record["final_top1"]) == pytest.approx(run.eval.top1)

@@ -67,7 +67,7 @@ def test_run_folder_layout_and_run_object(tiny: TrainConfig) -> None:
     from convnext_report.engine import evaluate
 
     spec = get_dataset_spec("cifar10")
-    loader = DeviceLoader(test, 16, transform=make_eval_transform(spec.mean, spec.std, 32), shuffle=False,
+    loader = DeviceLoader(test, 16, transform=make_eval_transform(spec, 32), shuffle=False,
                           drop_last=False, device="cpu")
     result = evaluate(model, loader, device=torch.device("cpu"), class_names=test.class_names)
     np.testing.assert_array_equal(result.predictions, again.eval.predictions)

@@ -115,7 +115,7 @@ def test_round_trip_keeps_every_small_file_and_no_weights(tmp_path):
     run = store.load(store.find(key, smoke=False), request)
     assert run.config == request and len(run.history) == 3 and run.eval.num_images == 40
     assert run.eval.confusion_matrix.sum() == 40
-    with pytest.raises(FileNotFoundError, match="keeps .* never its weights"):
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint_best.pt: train the run again"):
         run.load_model()
     # again: the same entry, nothing rewritten
     assert store.put(folder, key=key, chapter="06_x", label="a / b", seed=0, smoke=False).meta == entry.meta

@@ -5,21 +5,8 @@
 >>> run = cr.train(cr.TrainConfig(dataset="cifar100", epochs=30))      # writes a run folder
 >>> cr.load_run(run.path).eval.top1
 
-The core, one job per module (none of them imports :mod:`convnext_report.report`):
-
-- :mod:`.config`: ``TrainConfig``, every setting of a run, shared by notebooks and the CLI
-- :mod:`.models`: ConvNeXt V1/V2 through timm, DyT, attention head, stem stride, pretrained weights
-- :mod:`.complexity`: parameters, MACs and per-stage shapes
-- :mod:`.data`: dataset registry, decoding cache, device-side augmentation, loaders
-- :mod:`.optim`: parameter groups (timm's), optimisers and per-iteration schedules
-- :mod:`.engine`: ``train_one_epoch`` and ``evaluate``
-- :mod:`.parts`, :mod:`.runfolder`, :mod:`.training`: a run's parts, its folder and resume, its epoch loop
-- :mod:`.frozen`: the frozen-backbone fast path (features computed once)
-- :mod:`.evaluation`, :mod:`.selection`, :mod:`.figures`: predictions, per-epoch history and best epoch, figures
-- :mod:`.packing`, :mod:`.worker`: several runs at once, each in its own process
-- :mod:`.atomic`, :mod:`.environment`, :mod:`.distributed`, :mod:`.errors`: file writes, provenance, DDP, errors
-
-:mod:`convnext_report.report` is the book's layer on top (chapters, records, tables, glue).
+The core, one job per module (ARCHITECTURE.md lists them; none imports :mod:`convnext_report.report`,
+the book's layer on top: chapters, records, tables, glue).
 """
 
 import warnings

@@ -1,18 +1,10 @@
 """CUDA settings and ``torch.compile`` for training, with a fallback to eager.
 
-A run on CUDA calls :func:`configure_cuda` once (cuDNN autotuner, TF32 for the fp32 matmuls and
-convolutions that autocast leaves in fp32) and wraps its modules with :func:`compile_model`.
-
-Compilation (the config key ``compile``: ``None`` means on CUDA yes, elsewhere no) uses static
-shapes (``dynamic=False``): every distinct input shape is compiled once and then reused, so the
-training loader's full batches share one graph, a partial last training batch adds one more, and
-:func:`convnext_report.engine.evaluate` pads its partial last batch to the full size (exact: every
-layer of the model is per-sample in eval mode) so evaluation adds exactly one graph per mode.
-
-``torch.compile`` is lazy: the graph is built by the first call, and the backward graph by the first
-backward. :class:`CompiledModule` catches a failure of the first compiled forward, and
-:func:`guard_first_step` one of the first training step (forward and backward); either logs the
-reason on the run's log and continues eagerly with the same parameters.
+A run on CUDA calls :func:`configure_cuda` once and wraps its modules with :func:`compile_model` (static
+shapes: the training loader drops its partial last batch and :func:`convnext_report.engine.evaluate` pads
+its own, so each mode compiles one graph). ``torch.compile`` is lazy: :class:`CompiledModule` guards the
+first compiled call of each mode, and :func:`guard_first_step` the first training step (the backward graph
+compiles there); a failure is logged on the run's log and the run continues eagerly, same parameters.
 """
 
 from __future__ import annotations
@@ -33,9 +25,8 @@ T = TypeVar("T")
 
 
 def configure_cuda(device: torch.device | str) -> dict[str, Any]:
-    """Once per run on CUDA: ``cudnn.benchmark`` (the fastest convolution algorithm per shape, found
-    on the first call of each shape) and TF32 for fp32 matmuls and convolutions. Returns what was set
-    (for the run's record); on any other device nothing is set and ``{}`` is returned."""
+    """On CUDA: ``cudnn.benchmark`` and TF32 for fp32 matmuls and convolutions; what was set, for the record
+    (``{}`` elsewhere)."""
     if torch.device(device).type != "cuda":
         return {}
     torch.backends.cudnn.benchmark = True
@@ -78,13 +69,8 @@ def _reason(err: BaseException) -> str:
 
 
 class CompiledModule(nn.Module):
-    """``module`` run through its compiled twin, or eagerly once compilation has failed.
-
-    The compiled twin is not a registered submodule: ``parameters()``, ``train()``/``eval()`` and
-    ``state_dict()`` (under the prefix ``module.``) are those of ``module`` itself. The first call in
-    each mode (training or not, with or without grad) is guarded: if it raises, the reason is logged,
-    the module falls back to eager for good and the call is answered eagerly.
-    """
+    """``module`` run through its compiled twin (not a submodule: parameters, modes and ``state_dict`` under
+    ``module.`` are ``module``'s), or eagerly for good once the first call of a mode has failed."""
 
     def __init__(self, module: nn.Module, compiled: Callable[..., Any], *, options: str = "") -> None:
         super().__init__()
@@ -124,26 +110,15 @@ class CompiledModule(nn.Module):
         return f"compiled={self.compiled}, {self.options}" if self.compiled else f"eager: {self.fallback_reason}"
 
 
-def compile_model(
-    model: nn.Module,
-    *,
-    device: torch.device | str,
-    enabled: bool | None = None,
-    mode: str | None = None,
-    backend: str | Callable[..., Any] = "inductor",
-    dynamic: bool = False,
-) -> nn.Module:
-    """``model`` compiled with ``torch.compile`` (as a :class:`CompiledModule`), or ``model`` itself
-    when :func:`should_compile` says no or ``torch.compile`` refuses at once (reason logged).
-
-    ``mode``: torch's (``None``: its default; ``"max-autotune-no-cudagraphs"`` tunes kernels longer;
-    ``"reduce-overhead"`` adds CUDA graphs). ``dynamic=False``: static shapes (see the module doc).
-    """
+def compile_model(model: nn.Module, *, device: torch.device | str, enabled: bool | None = None,
+                  mode: str | None = None, backend: str | Callable[..., Any] = "inductor") -> nn.Module:
+    """``model`` in a :class:`CompiledModule` (``torch.compile``, static shapes, torch's ``mode``), or ``model``
+    itself when :func:`should_compile` says no or ``torch.compile`` refuses at once (reason logged)."""
     if not should_compile(enabled, device):
         return model
-    options = f"backend={getattr(backend, '__name__', backend)}, mode={mode or 'default'}, dynamic={dynamic}"
+    options = f"backend={getattr(backend, '__name__', backend)}, mode={mode or 'default'}, dynamic=False"
     try:
-        compiled = torch.compile(model, mode=mode, backend=backend, dynamic=dynamic)
+        compiled = torch.compile(model, mode=mode, backend=backend, dynamic=False)
     except Exception as err:  # noqa: BLE001 - e.g. an unsupported Python version
         _log.warning("torch.compile unavailable (%s); training without compilation", _reason(err))
         return model

@@ -1,4 +1,5 @@
-"""Model size and cost: parameters, multiply-accumulates and per-stage feature shapes.
+"""Model size and cost: parameters, multiply-accumulates, per-stage feature shapes, and what one training
+image costs a run's model (:func:`training_cost`: what the GPU plan and the packed-run memory rule read).
 
 MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions incl. depthwise,
 matmuls, attention; norms and activations are not counted) as ``flops / 2``. Everything works
@@ -8,7 +9,9 @@ on the ``meta`` device, so even ConvNeXt-XL/Huge are measured without allocating
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -16,7 +19,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .choices import DEFAULT_STEM_STRIDE
-from .models import MODEL_VARIANTS, build_model, get_variant
+from .models import MODEL_VARIANTS, build_model, get_variant, model_options
+
+if TYPE_CHECKING:  # the config imports the model table: no runtime import of it here
+    from .config import TrainConfig
 
 
 def _probe(model: nn.Module, image_size: int, in_chans: int = 3) -> torch.Tensor:
@@ -94,4 +100,42 @@ def complexity_table(
     return pd.DataFrame(rows)
 
 
-__all__ = ["count_parameters", "count_macs", "stage_shapes", "complexity_table"]
+@dataclass(frozen=True)
+class TrainingCost:
+    """A run's model for one image, measured on the meta device: ``params``, forward ``macs``, and the bytes
+    autograd saves for the backward pass (fp32; tensors saved twice count twice, so it errs high)."""
+
+    params: int
+    macs: int
+    saved_bytes: int
+
+
+def training_cost(config: "TrainConfig", num_classes: int) -> TrainingCost:
+    """:class:`TrainingCost` of ``config``'s model (its :data:`~convnext_report.models.MODEL_OPTIONS`)."""
+    options = {**model_options(config), "pretrained": None}
+    return _training_cost(config.model, config.image_size, num_classes, tuple(sorted(options.items())))
+
+
+@lru_cache(maxsize=64)
+def _training_cost(name: str, image_size: int, num_classes: int, options: tuple) -> TrainingCost:
+    with torch.device("meta"):
+        model = build_model(name, num_classes, **dict(options))
+
+    def saved(batch: int) -> int:
+        total = 0
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(torch.zeros(batch, 3, image_size, image_size, device="meta"))
+        return total
+
+    # batch 2 minus batch 1: the weights some ops save (e.g. a linear's) cancel out
+    return TrainingCost(count_parameters(model), count_macs(model, image_size), saved(2) - saved(1))
+
+
+__all__ = ["TrainingCost", "complexity_table", "count_macs", "count_parameters", "stage_shapes", "training_cost"]

@@ -1,16 +1,10 @@
 """One typed configuration for every training run: notebooks, the CLI and tests share it.
 
-A config is built from defaults, then an optional YAML file, then ``key=value``
-overrides (values parsed as YAML scalars, so ``lr=3e-4`` is a float and
-``pretrained=null`` is ``None``). Unknown keys are an error that lists the valid ones, and so is a key
-given twice in the file or twice among the overrides; a deprecated key (:data:`DEPRECATED_KEYS`) is
-read as its new name with a ``FutureWarning``.
-
-A config validates itself when it is made (``TrainConfig(...)``, :func:`from_dict`,
-:meth:`TrainConfig.replace`, :func:`load_config`): every key's type comes from its annotation,
-its range or choices from :data:`RULES` (one line per key), and a few rules that tie keys
-together from :data:`CROSS_RULES`. All problems are reported at once in one ``ValueError``.
-A config is frozen: change it with :meth:`TrainConfig.replace`, which validates again.
+A config is built from defaults, then an optional YAML file, then ``key=value`` overrides (YAML scalars:
+``lr=3e-4`` is a float, ``pretrained=null`` is ``None``); an unknown key, or a key given twice, is an error,
+and a deprecated key (:data:`DEPRECATED_KEYS`) is read as its new name with a ``FutureWarning``. A frozen
+config validates itself whenever it is made: types from the annotations, a rule per key (:data:`RULES`) and
+rules tying keys together (:data:`CROSS_RULES`), every problem reported at once in one ``ValueError``.
 """
 
 from __future__ import annotations
@@ -35,8 +29,8 @@ from .validation import (
 
 __all__ = [
     "CROSS_RULES", "DEPRECATED_KEYS", "HEADS", "NORMS", "OPTIMIZERS", "RULES", "SCHEDULES", "SELECTIONS", "STEM_STRIDES",
-    "TrainConfig", "allowed_values", "config_problems", "field_names", "format_value", "from_dict", "load_config",
-    "parse_overrides", "read_settings", "save_config",
+    "TrainConfig", "allowed_values", "config_problems", "field_names", "format_value", "from_dict", "inactive_keys",
+    "load_config", "parse_overrides", "read_settings", "save_config",
 ]
 
 
@@ -349,19 +343,9 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-__all__ += ["inactive_keys"]
-
-
 def inactive_keys(config: TrainConfig) -> frozenset[str]:
-    """The keys that change nothing given the others (a run's store key leaves them out).
-
-    ``dyt_alpha_init`` without DyT; ``head_num_heads`` without the attention head; ``model_ema_decay``
-    without EMA; ``holdout_fraction`` unless a holdout selects the epoch; ``min_lr_ratio`` unless the
-    schedule is cosine (timm's step schedule has no floor); with a frozen backbone (its modules stay in
-    eval mode and out of the optimiser) ``drop_path_rate``, ``backbone_lr_scale``, ``layer_decay``, and
-    ``weight_decay`` when ``head_weight_decay`` sets the head's. ``head_weight_decay`` always acts: the
-    head always trains.
-    """
+    """The keys that change nothing given the others (a run's store key leaves them out); a frozen backbone
+    stays in eval mode and out of the optimiser, and the head always trains (``head_weight_decay`` acts)."""
     rules = {
         "dyt_alpha_init": config.norm != "dyt",
         "head_num_heads": config.head != "attention",

@@ -15,7 +15,7 @@ import torch
 
 __all__ = ["cpu_model", "device_name", "environment_record", "git_state", "now_iso", "package_versions"]
 
-_PACKAGES = ("torch", "torchvision", "timm", "numpy", "datasets", "convnext-report")
+_PACKAGES = ("torch", "torchvision", "timm", "numpy", "convnext-report")
 
 
 def now_iso() -> str:

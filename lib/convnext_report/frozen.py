@@ -8,8 +8,8 @@ other heads (the attention head) get the full feature map.
 
 from __future__ import annotations
 
-from itertools import islice
-from typing import Iterable, Iterator, Sequence
+from types import SimpleNamespace
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,6 @@ from timm.layers import ClassifierHead, NormMlpClassifierHead
 from torch import nn
 
 from .data import DeviceLoader, ImageTensors
-from .data.sampler import EpochSampler
 from .engine import autocast
 
 __all__ = ["FAST_PATH_MAX_BYTES", "HeadOnly", "TensorLoader", "cached_feature_loaders", "extract_features",
@@ -63,38 +62,14 @@ def extract_features(
     return torch.cat(feats), torch.cat(labels)
 
 
-class TensorLoader:
-    """Batches of cached ``(features, labels)`` with the DeviceLoader interface (shuffle by epoch, DDP shards)."""
+class TensorLoader(DeviceLoader):
+    """A :class:`~convnext_report.data.DeviceLoader` over cached ``(features, labels)``, batches as float32 on
+    the features' device; ``options``: its ``shuffle``, ``drop_last``, ``seed``, ``rank``, ``world_size``,
+    ``max_steps``."""
 
-    def __init__(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        drop_last: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        max_steps: int | None = None,
-    ) -> None:
-        self.features, self.labels = features, labels
-        self.batch_size, self.drop_last, self.max_steps = batch_size, drop_last, max_steps
-        self.sampler = EpochSampler(len(labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
-                                    drop_last=drop_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        steps = self.sampler.num_batches(self.batch_size, drop_last=self.drop_last)
-        return min(steps, self.max_steps) if self.max_steps else steps
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches = self.sampler.batches(self.batch_size, drop_last=self.drop_last, device=self.features.device)
-        for idx in islice(batches, len(self)):
-            yield self.features[idx].float(), self.labels[idx]
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, **options: Any) -> None:
+        data = SimpleNamespace(images=features, labels=labels, dataset="features", split="cached")
+        super().__init__(data, batch_size, transform=torch.Tensor.float, device=features.device, **options)
 
 
 def cached_feature_loaders(

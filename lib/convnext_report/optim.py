@@ -1,25 +1,17 @@
 """Parameter groups, optimisers and per-iteration learning-rate schedules, through timm.
 
-timm's ``param_groups_weight_decay`` / ``param_groups_layer_decay`` (``optim/_param_groups.py``)
-make the groups: no weight decay on biases and every parameter with ``ndim <= 1`` (norm weights,
-DyT ``alpha``/``weight``/``bias``, GRN ``gamma``/``beta``) nor on the model's ``no_weight_decay()``
-names; with ``layer_decay`` one layer per stage (the model's ``group_matcher(coarse=True)``: stem
-0, stage i at i+1, the head on top). Two things are ours: the head (``models.is_head_param``)
-keeps ``lr_scale`` 1 and gets ``head_weight_decay``, and the backbone's ``lr_scale`` is multiplied
-by ``backbone_lr_scale`` (differential learning rates). timm's schedulers multiply the scheduled
-lr by each group's ``lr_scale`` at every update.
-
-On CUDA the optimiser runs as one fused kernel per step where torch has a fused implementation of
-it (AdamW, SGD), else as multi-tensor ``foreach`` ops (RAdam); elsewhere torch's own defaults are
-kept (:func:`implementation_kwargs`). The parameter groups do not depend on the device.
+timm makes the groups (no weight decay on biases, ``ndim <= 1`` parameters and ``no_weight_decay()``; with
+``layer_decay`` one layer per stage). Ours: the head (``models.is_head_param``) keeps ``lr_scale`` 1 and gets
+``head_weight_decay``, and the backbone's ``lr_scale`` is multiplied by ``backbone_lr_scale``; timm's schedulers
+apply each group's ``lr_scale`` at every update. On CUDA the optimiser is fused where torch has a fused kernel
+for it (AdamW, SGD), else ``foreach`` (RAdam) (:func:`implementation_kwargs`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
-
-import inspect
 
 import torch
 from timm.models import group_parameters
@@ -30,19 +22,12 @@ from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
-from .choices import OPTIMIZERS, SCHEDULES
+from .choices import OPTIMIZERS
 from .config import TrainConfig
 from .models import is_head_param
 
 __all__ = ["build_optimizer", "build_scheduler", "current_lr", "implementation_kwargs", "param_groups",
            "set_implementation"]
-
-#: what each of ``choices.OPTIMIZERS`` is
-_DESCRIPTIONS: dict[str, str] = {
-    "sgd": "SGD with Nesterov momentum (torch.optim.SGD, nesterov=True)",
-    "radam": "Rectified Adam (torch.optim.RAdam)",
-    "adamw": "Adam with decoupled weight decay (torch.optim.AdamW)",
-}
 
 
 class _StageLayers:
@@ -138,10 +123,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig, *, device: torch.devi
     ``device`` (default: where the model's first trainable parameter is) picks the
     implementation (:func:`implementation_kwargs`).
     """
-    name = config.optimizer.lower()
-    if name not in OPTIMIZERS:
-        choices = ", ".join(f"{k} ({_DESCRIPTIONS[k]})" for k in OPTIMIZERS)
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose one of: {choices}")
+    name = config.optimizer
     groups = param_groups(
         model,
         weight_decay=config.weight_decay,
@@ -162,8 +144,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps
     ``cosine``: linear warmup from 0 over ``warmup_epochs``, then cosine to ``lr * min_lr_ratio``
     at the last iteration; ``constant``: the same warmup, then ``lr``. Each group gets ``lr * lr_scale``.
     """
-    if config.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {config.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if steps_per_epoch < 1:
         raise ValueError("steps_per_epoch must be >= 1: the training set is smaller than one batch")
     # "constant" is timm's step schedule with decay rate 1 (works with every timm >= 1.0)

@@ -1,12 +1,10 @@
 """Packed sweeps: train many runs at once, each in its own process (:func:`train_many`), and how many
 at once (:func:`choose_workers`, from :mod:`convnext_report.workers`).
 
-A ConvNeXt-atto step at 32 px is a few milliseconds of GPU work, so one run leaves most of a large GPU
-idle. ``train_many`` starts up to K ``python -m convnext_report.worker <yaml> --parent-pid <pid>``
-processes (:mod:`convnext_report.worker`, the core's entry point), so CUDA state, ``torch.compile``
-caches and crashes stay per run. Each child gets ``max(1, C // K)`` CPU
-threads (C: CPUs this process may use). A run's results do not depend on its neighbours: same seed,
-same history (bit-identical on CPU at the same thread count; see tests/test_packing.py).
+One run leaves most of a large GPU idle, so ``train_many`` starts up to K ``python -m convnext_report.worker
+<yaml> --parent-pid <pid>`` processes (CUDA state, compile caches and crashes stay per run), each with
+``max(1, C // K)`` CPU threads (C: CPUs this process may use). A run's results do not depend on its
+neighbours: same seed, same history (bit-identical on CPU at the same thread count; tests/test_packing.py).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -83,17 +81,19 @@ class _Job:
         return "\n".join(text.splitlines()[-_TAIL_LINES:])
 
 
-def train_many(configs: Sequence[TrainConfig], *, workers: int | None = None,
-               log_dir: Path | None = None) -> list[Run]:
+def train_many(configs: Sequence[TrainConfig], *, workers: int | None = None, log_dir: Path | None = None,
+               may_start: Callable[[int], bool] | None = None,
+               on_finished: Callable[[int, Run], None] | None = None) -> list[Run | None]:
     """Train every config, at most ``workers`` at once (default :func:`choose_workers`), each in its own
     process; the :class:`Run` of each, in the order of ``configs``.
 
     Every config needs a ``run_name`` (and its ``out_dir``); with ``resume=True`` a finished run is loaded
-    without starting a process and an unfinished one continues. The children run without progress bars;
-    their stdout and stderr go to ``<log_dir or out_dir>/<run_name>.log``. A failed run does not stop the
-    others: :class:`PackedRunsError` at the end names each failure with its folder and output. Ctrl-C or
-    SIGTERM here sends SIGTERM to every child (each marks its run failed, "terminated"; SIGKILL after 10 s),
-    and the children get SIGTERM if this process dies.
+    without starting a process and an unfinished one continues. ``may_start(i)`` is asked just before run
+    ``i`` would start (False: it is not started, and its place holds None); ``on_finished(i, run)`` is called
+    here as each run finishes. Children log to ``<log_dir or out_dir>/<run_name>.log``. A failed run does
+    not stop the others: :class:`PackedRunsError` at the end names each failure with its folder and output.
+    Ctrl-C or SIGTERM here sends SIGTERM to every child (each marks its run failed, "terminated"; SIGKILL
+    after 10 s), and the children get SIGTERM if this process dies.
     """
     configs = list(configs)
     jobs = _plan(configs, Path(log_dir) if log_dir is not None else None)
@@ -103,10 +103,12 @@ def train_many(configs: Sequence[TrainConfig], *, workers: int | None = None,
         if job.config.resume and read_json(job.path / "record.json").get("status") == "finished":
             runs[job.index] = load_run(job.path)
             print(f"[train_many] {job.path.name}: already finished, top-1 {_top1(runs[job.index])}", flush=True)
+            if on_finished is not None:
+                on_finished(job.index, runs[job.index])
         else:
             todo.append(job)
     if not todo:
-        return runs  # type: ignore[return-value]
+        return runs
     device = next((d for d in (resolve_device(j.config.device) for j in todo) if d.type == "cuda"), torch.device("cpu"))
     k = choose_workers([j.config for j in todo], device, workers=workers)
     threads = threads_per_worker(k)
@@ -119,20 +121,24 @@ def train_many(configs: Sequence[TrainConfig], *, workers: int | None = None,
         try:
             while todo or running:
                 while todo and len(running) < k:
-                    running.append(todo.popleft())
-                    _start(running[-1], threads)
-                time.sleep(_POLL_SECONDS)
+                    job = todo.popleft()
+                    if may_start is None or may_start(job.index):
+                        running.append(job)
+                        _start(job, threads)
+                time.sleep(_POLL_SECONDS if running else 0)
                 for job in [j for j in running if j.proc is not None and j.proc.poll() is not None]:
                     running.remove(job)
                     done += 1
                     runs[job.index] = _collect(job, failures, f"{done}/{len(jobs)}")
+                    if runs[job.index] is not None and on_finished is not None:
+                        on_finished(job.index, runs[job.index])
         except BaseException:
             _stop(running)
             raise
     if failures:
         order = {j.path: j.index for j in jobs}
         raise PackedRunsError(sorted(failures, key=lambda f: order[f.path]), runs)
-    return runs  # type: ignore[return-value]
+    return runs
 
 
 def _plan(configs: list[TrainConfig], log_dir: Path | None) -> list[_Job]:

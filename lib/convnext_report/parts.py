@@ -155,7 +155,7 @@ def _loaders(config: TrainConfig, info: DistInfo, model: nn.Module, train_data: 
     """(train, selection, test loaders, fast path taken): cached features for a frozen backbone when they fit."""
     c, device = config, info.device
     mean, std = normalization(c)
-    eval_tf = make_eval_transform(mean, std, c.image_size)
+    eval_tf = make_eval_transform((mean, std), c.image_size)
 
     def eval_loader(data: ImageTensors) -> DeviceLoader:
         return DeviceLoader(data, c.batch_size, transform=eval_tf, shuffle=False, drop_last=False, device=device)

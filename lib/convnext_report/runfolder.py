@@ -1,20 +1,12 @@
 """A run folder: its files and checkpoints, how a run claims and resumes it, and ``load_run``.
 
-``<out_dir>/<run_name>/`` holds (every file written atomically, only by rank 0)::
-
-    config.yaml          the resolved TrainConfig, written first: it makes the folder a run folder
-    log.txt              the log lines also printed to stdout
-    history.csv          one row per epoch (``selection.HISTORY_COLUMNS``), epochs from 1
-    record.json          environment, data, timing, best epoch, status, stop reason, pretrained load (strict JSON)
-    checkpoint_last.pt   model/optimizer/scheduler/RNG/history after the latest epoch (``epoch``: its number)
-    checkpoint_best.pt   the same, at the epoch of best selection top-1 (held-out images, or the test split)
-    eval.json, eval.npz  the reported (test) split, evaluated once with the selected weights
-    dyt_alpha.csv        every DyT alpha, for DyT models: epoch 0 the initial values, epoch k after epoch k
-    .lock                while a process owns the folder (``flock``): two processes never write one folder
-
-A folder that is not a run folder is never written into; a run is only continued with its own settings;
-after a kill at any moment ``resume=True`` makes the files agree with the latest checkpoint and continues
-to the same result, or refuses with the choices when it would have to start over.
+``<out_dir>/<run_name>/`` holds ``config.yaml`` (written first: it makes the folder a run folder), ``log.txt``,
+``history.csv`` (one row per epoch, from 1), ``record.json`` (strict JSON), ``checkpoint_last.pt`` and
+``checkpoint_best.pt``, ``eval.json``/``eval.npz`` (the reported split, evaluated once), ``dyt_alpha.csv``
+(DyT models) and, while a process owns it, ``.lock``; every file is written atomically, by rank 0 only.
+A folder that is not a run folder is never written into; a run continues only with its own settings; after
+a kill at any moment ``resume=True`` makes the files agree with the latest checkpoint and continues to the
+same result, or refuses with the choices when it would have to start over.
 """
 
 from __future__ import annotations
@@ -48,7 +40,7 @@ from .parts import load_data
 from .selection import HISTORY_COLUMNS
 
 __all__ = [
-    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "STORE_MARKER", "Resumed", "Run", "RunFolder",
+    "ALPHA_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "RUNTIME_KEYS", "Resumed", "Run", "RunFolder",
     "RunFolderError", "load_checkpoint", "load_run", "open_folder", "read_json", "resume_config",
 ]
 
@@ -56,8 +48,6 @@ __all__ = [
 RUNTIME_KEYS = ("resume", "progress", "verbose", "device", "compile", "data_dir", "out_dir", "run_name")
 CHECKPOINT_LAST, CHECKPOINT_BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 ALPHA_FILE = "dyt_alpha.csv"
-#: file marking a copy of a run's small files without weights (an entry of the book's result store)
-STORE_MARKER = "store.json"
 _CONFIG, _HISTORY, _RECORD, _LOCK = "config.yaml", "history.csv", "record.json", ".lock"
 #: the files a run writes (their interrupted temporary copies are removed when a process claims the folder)
 _OWN_FILES = (_CONFIG, "log.txt", _HISTORY, _RECORD, CHECKPOINT_LAST, CHECKPOINT_BEST, EVAL_JSON, EVAL_NPZ, ALPHA_FILE)
@@ -102,12 +92,11 @@ class Run:
         """The model with the weights of ``checkpoint_<which>.pt`` ("best" or "last"), in eval mode."""
         if which not in ("best", "last"):
             raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-        if (self.path / STORE_MARKER).is_file() and not (self.path / f"checkpoint_{which}.pt").is_file():
-            raise FileNotFoundError(
-                f"{self.path} is a stored run: the result store keeps a run's small files (config, history, "
-                "evaluation, predictions), never its weights. Train the run again to get a model, e.g. "
-                f"`python -m convnext_report train --config {self.path / _CONFIG}`.")
-        ckpt = load_checkpoint(self.path / f"checkpoint_{which}.pt")
+        file = self.path / f"checkpoint_{which}.pt"
+        if not file.is_file():  # e.g. a copy of the run's small files, which keeps no weights
+            raise FileNotFoundError(f"{self.path} holds no {file.name}: train the run again to get its weights, "
+                                    f"e.g. `python -m convnext_report train --config {self.path / _CONFIG}`")
+        ckpt = load_checkpoint(file)
         model = build_model_from_config(self.config.replace(pretrained=None), ckpt["num_classes"])
         model.load_state_dict(ckpt["model"])
         return model.to(device).eval()

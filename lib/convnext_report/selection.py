@@ -1,15 +1,7 @@
-"""A run's per-epoch history and which epoch it keeps: the best epoch on the selection split, patience.
-
-``history.csv`` has one row per epoch (:data:`HISTORY_COLUMNS`). ``selection_*`` is the split that
-selects the epoch: a held-out part of the training split (``selection="holdout"``, the default) or the
-test split itself (``selection="test"``, the sources' protocol). ``test_*`` is the reported split,
-filled every epoch only when it is the selection split or ``test_every_epoch`` is set (else NaN): it
-shows what selecting on the reported split would have reported, and is never used to select.
-``grad_norm`` is the mean global gradient norm of the epoch's steps (NaN when not measured).
-
-The best epoch is the one with the highest selection top-1 (ties keep the earlier epoch); early
-stopping ends a run ``patience`` epochs after its last improvement. Epochs count from 1 and
-accuracies are fractions in [0, 1], as the loop writes them; tables and figures show percent.
+"""A run's per-epoch history (:data:`HISTORY_COLUMNS`, one row per epoch from 1, accuracies as fractions)
+and the epoch it keeps: the highest selection top-1 (ties keep the earlier epoch; the selection split and
+the reported ``test_*`` columns are described in README's "Model selection"), early stopping after
+``patience`` epochs without improvement. ``grad_norm`` is the epoch's mean global gradient norm (or NaN).
 """
 
 from __future__ import annotations

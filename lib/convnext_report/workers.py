@@ -6,16 +6,15 @@ memory estimate behind it (traced on the meta device, so it needs no GPU) and sa
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Sequence
 
 import torch
 
+from .complexity import training_cost
 from .config import TrainConfig
 from .data.registry import DATASETS
 from .distributed import resolve_device
-from .models import build_model_from_config, model_options
 
 __all__ = ["MAX_WORKERS", "choose_workers", "estimate_run_bytes", "threads_per_worker", "usable_cpus",
            "workers_for_memory"]
@@ -42,31 +41,6 @@ def workers_for_memory(free_bytes: int, run_bytes: int, runs: int, cpus: int, ca
     return max(1, min(fit, cap, cpus, runs))
 
 
-@functools.lru_cache(maxsize=64)
-def _model_bytes(shape: tuple, num_classes: int) -> tuple[int, int]:
-    """(parameters, bytes saved for backward per image in fp32) of the model of the config fields ``shape``
-    (model, image size and the model options, without pretrained weights), traced on the meta device."""
-    model_config = TrainConfig(**dict(shape))
-    with torch.device("meta"):
-        model = build_model_from_config(model_config, num_classes)
-    model.train()
-
-    def saved(batch: int) -> int:
-        total = 0
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(torch.zeros(batch, 3, model_config.image_size, model_config.image_size, device="meta"))
-        return total
-
-    # batch 2 minus batch 1: the weights some ops save (e.g. a linear's) cancel out
-    return sum(p.numel() for p in model.parameters()), saved(2) - saved(1)
-
-
 def estimate_run_bytes(config: TrainConfig) -> int:
     """A conservative estimate of one run's peak GPU memory, in bytes (no GPU needed).
 
@@ -77,20 +51,19 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     * the uint8 images :class:`~convnext_report.data.DeviceLoader` keeps on the GPU: the train and test
       images per class (``train_per_class``/``test_per_class``, else the registry's full splits) x classes;
     * parameters x (4 B weights + 4 B gradients + optimiser state: 8 B Adam(W)/RAdam, 4 B SGD; + 4 B EMA);
-    * activations: the bytes autograd saves per image, traced on the meta device in fp32 (bf16 autocast
-      saves less; tensors saved by two ops count twice, so this errs high) x ``batch_size`` x 2, for the
-      activation gradients of the backward pass and the caching allocator's rounding.
+    * activations: :func:`~convnext_report.complexity.training_cost`'s saved bytes per image (fp32; bf16
+      autocast saves less) x ``batch_size`` x 2, for the activation gradients of the backward pass and the
+      caching allocator's rounding.
     """
     spec = DATASETS[config.dataset]
     classes = config.max_classes or spec.num_classes
-    shape = {"model": config.model, "image_size": config.image_size, **model_options(config), "pretrained": None}
-    params, per_image = _model_bytes(tuple(shape.items()), classes)
+    cost = training_cost(config, classes)
     side = spec.native_size
     n_train = (config.train_per_class or spec.per_class["train"]) * classes
     n_test = (config.test_per_class or spec.per_class["test"]) * classes
     per_param = 8 + (4 if config.optimizer == "sgd" else 8) + (4 if config.model_ema else 0)
-    return (_CONTEXT_BYTES + (n_train + n_test) * 3 * side * side + params * per_param
-            + 2 * per_image * config.batch_size)
+    return (_CONTEXT_BYTES + (n_train + n_test) * 3 * side * side + cost.params * per_param
+            + 2 * cost.saved_bytes * config.batch_size)
 
 
 def choose_workers(configs: Sequence[TrainConfig], device: str | torch.device = "auto", *,

@@ -124,37 +124,18 @@ class BatchTransform(nn.Module):
         return f"image_size={self.image_size}, crop_padding={self.crop_padding}, hflip={self.hflip}"
 
 
-def _mean_std(spec_or_mean_std: DatasetSpec | MeanStd) -> MeanStd:
-    if isinstance(spec_or_mean_std, DatasetSpec):
-        return spec_or_mean_std.mean, spec_or_mean_std.std
-    mean, std = spec_or_mean_std
-    return mean, std
+def _mean_std(stats: DatasetSpec | MeanStd) -> MeanStd:
+    return (stats.mean, stats.std) if isinstance(stats, DatasetSpec) else (stats[0], stats[1])
 
 
-def make_train_transform(
-    spec_or_mean_std: DatasetSpec | MeanStd,
-    image_size: int,
-    *,
-    crop_padding: int = 4,
-    hflip: bool = True,
-    randaugment: str | None = None,
-) -> BatchTransform:
-    """Crop (zero padding) + flip + optional RandAugment (e.g. ``"n2m9"``) + resize + normalise."""
-    mean, std = _mean_std(spec_or_mean_std)
+def make_train_transform(stats: DatasetSpec | MeanStd, image_size: int, *, crop_padding: int = 4,
+                         hflip: bool = True, randaugment: str | None = None) -> BatchTransform:
+    """Crop (zero padding) + flip + optional RandAugment (e.g. ``"n2m9"``) + resize + normalise with ``stats``
+    (a dataset's, or ``(mean, std)``)."""
     ra = RandAugmentBatch(*parse_randaugment(randaugment)) if randaugment else None
-    return BatchTransform(mean, std, image_size, crop_padding=crop_padding, hflip=hflip, randaugment=ra)
+    return BatchTransform(*_mean_std(stats), image_size, crop_padding=crop_padding, hflip=hflip, randaugment=ra)
 
 
-def make_eval_transform(
-    mean: DatasetSpec | Sequence[float],
-    std: Sequence[float] | int | None = None,
-    image_size: int | None = None,
-) -> BatchTransform:
-    """Resize + normalise. ``make_eval_transform(mean, std, size)`` or ``make_eval_transform(spec, size)``."""
-    if isinstance(mean, DatasetSpec):
-        if isinstance(std, int) and image_size is None:
-            std, image_size = None, std
-        mean, std = mean.mean, mean.std
-    if std is None or image_size is None:
-        raise ValueError("make_eval_transform needs mean, std and image_size (or a DatasetSpec and image_size)")
-    return BatchTransform(mean, std, int(image_size))
+def make_eval_transform(stats: DatasetSpec | MeanStd, image_size: int) -> BatchTransform:
+    """Resize + normalise with ``stats`` (a dataset's, or ``(mean, std)``)."""
+    return BatchTransform(*_mean_std(stats), image_size)

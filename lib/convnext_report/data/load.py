@@ -25,12 +25,13 @@ from .classnames import readable_names
 from .cache import cache_key, cache_root, file_sha256, load_entry, save_entry
 from .decode import CorruptImageError, decode_images
 from .registry import get_dataset_spec
-from .sources import DataError, SplitData, SplitSource, split_source
+from .sources import DataError, SplitSource, split_source
 from .subsets import select_rows
 
 __all__ = ["ImageTensors", "load_split"]
 
 _FORMAT = 2  # bump when the decoded layout changes (2: a checksum record beside every entry)
+_FIX = "re-download or replace the file (compare it with SHA256SUMS if you have one)"
 
 
 @dataclass
@@ -103,19 +104,15 @@ def load_split(
         raise ValueError(f"max_classes must be in 1..{spec.num_classes} for {spec.name}, got {max_classes}")
     source = split_source(spec, split, data_dir)
     root = cache_root(cache_dir)
-    ds = None
-    if source.is_hub:
-        ds = source.load()
-        key = cache_key(_FORMAT, spec.name, split, spec.native_size, spec.hub_id, ds.fingerprint)
-    else:
-        key = cache_key(_FORMAT, spec.name, split, spec.native_size, *(file_sha256(f, root) for f in source.files))
+    key = cache_key(_FORMAT, spec.name, split, spec.native_size, *(file_sha256(f, root) for f in source.files))
     folder = root / "decoded" / spec.name
     labels_path = folder / f"{split}-{key}-labels.pt"
-    num_rows = _num_rows(source, ds)
+    num_rows = sum(source.row_counts())
+    table = None
     cached = _cached_labels(labels_path, num_rows, spec.num_classes)
     if cached is None:
-        ds = ds if ds is not None else source.load()
-        labels, label_names = _source_labels(source, ds)
+        table = source.load()
+        labels, label_names = _source_labels(source, table)
     else:
         labels, label_names = cached
     rows = select_rows(labels, per_class=per_class, max_classes=max_classes, seed=seed)
@@ -129,12 +126,10 @@ def load_split(
             path = folder / f"{split}-{key}-rows{cache_key(rows.numpy().tobytes().hex())}.pt"
             images = _cached_images(path, len(rows), spec.native_size)
             if images is None:
-                ds = ds if ds is not None else source.load()
-                images, from_cache = _decode(source, ds, rows), False
+                images, from_cache = _decode(source, table if table is not None else source.load(), rows), False
                 save_entry(images, path, format=_FORMAT)
         else:
-            ds = ds if ds is not None else source.load()
-            images, from_cache = _decode(source, ds, None), False
+            images, from_cache = _decode(source, table if table is not None else source.load(), None), False
             save_entry(images, full_path, format=_FORMAT)
             images = images if rows is None else images[rows]
         if cached is None:
@@ -152,11 +147,6 @@ def load_split(
         seconds=time.perf_counter() - start,
         rows=rows,
     )
-
-
-def _num_rows(source: SplitSource, ds: SplitData | None) -> int:
-    """Rows of the split: the loaded hub dataset's, else the sum over the (checked) parquet footers."""
-    return len(ds) if ds is not None else sum(source.row_counts())
 
 
 def _cached_images(path: Path, num_rows: int, size: int) -> torch.Tensor | None:
@@ -178,10 +168,10 @@ def _cached_labels(path: Path, num_rows: int, num_classes: int) -> tuple[torch.T
     return None
 
 
-def _source_labels(source: SplitSource, ds: SplitData) -> tuple[torch.Tensor, list[str]]:
+def _source_labels(source: SplitSource, table: pa.Table) -> tuple[torch.Tensor, list[str]]:
     """Labels (int64) and raw class names of a split; missing or out-of-range labels are errors."""
     spec = source.spec
-    column = ds.column(spec.label_column)
+    column = table.column(spec.label_column)
     if not pa.types.is_integer(column.type):
         raise _bad_label(source, 0, f"of type {column.type}", "integer class ids")
     if column.null_count:
@@ -191,7 +181,7 @@ def _source_labels(source: SplitSource, ds: SplitData) -> tuple[torch.Tensor, li
     row = _first_bad_label(labels, spec.num_classes)
     if row is not None:
         raise _bad_label(source, row, str(int(labels[row])), f"a class id in 0..{spec.num_classes - 1}")
-    return labels, list(ds.label_names or map(str, range(spec.num_classes)))
+    return labels, list(source.label_names() or map(str, range(spec.num_classes)))
 
 
 def _first_bad_label(labels: torch.Tensor, num_classes: int) -> int | None:
@@ -206,21 +196,14 @@ def _bad_label(source: SplitSource, row: int, value: str, expected: str) -> Data
     return DataError(
         f"{spec.name} {source.split} split ({source.split_name}): the label (column {spec.label_column!r}) "
         f"at row {row} (row {file_row} of {file}) is {value}; expected {expected} ({spec.name} has "
-        f"{spec.num_classes} classes). The data is corrupt or not {spec.name}: {_fix_hint(source)}. "
+        f"{spec.num_classes} classes). The data is corrupt or not {spec.name}: {_FIX}. "
         "Nothing was cached."
     )
 
 
-def _fix_hint(source: SplitSource) -> str:
-    """What to do about corrupt source data."""
-    if source.is_hub:
-        return f"delete {source.spec.hub_id} from the Hugging Face cache and download it again"
-    return "re-download or replace the file (compare it with SHA256SUMS if you have one)"
-
-
-def _decode(source: SplitSource, ds: SplitData, rows: torch.Tensor | None) -> torch.Tensor:
+def _decode(source: SplitSource, table: pa.Table, rows: torch.Tensor | None) -> torch.Tensor:
     spec = source.spec
-    column = ds.column(spec.image_column)
+    column = table.column(spec.image_column)
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     blobs = column.field("bytes")
     if rows is not None:
@@ -233,5 +216,5 @@ def _decode(source: SplitSource, ds: SplitData, rows: torch.Tensor | None) -> to
         raise DataError(
             f"{spec.name} {source.split} split ({source.split_name}): the image at row {row} "
             f"(row {file_row} of {file}) cannot be decoded ({err.reason}). The data is corrupt: "
-            f"{_fix_hint(source)}. Nothing was cached."
+            f"{_FIX}. Nothing was cached."
         ) from err

@@ -72,7 +72,8 @@ class DeviceLoader:
                                     world_size=world_size, drop_last=drop_last)
         self.max_steps = max_steps
         images, labels = data.images, data.labels
-        self.on_device = self.device.type != "cpu" and _fits_on(self.device, images.numel())
+        self.on_device = self.device.type != "cpu" and (images.device == self.device
+                                                        or _fits_on(self.device, images.numel()))
         if self.on_device:
             images, labels = images.to(self.device), labels.to(self.device)
         self._images, self._labels = images, labels

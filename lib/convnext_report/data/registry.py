@@ -1,13 +1,10 @@
-"""The datasets the book uses, as data: one :class:`DatasetSpec` per name.
-
-Every dataset is read through Hugging Face ``datasets``, either from its hub id or from a
-local folder of parquet shards in the hub's schema (``<root>/<local_subdir>/<split>-*.parquet``).
-Column and split names differ per dataset; they live here, not in if-chains.
+"""The datasets the book uses, as data: one :class:`DatasetSpec` per name (where its parquet shards live,
+their columns and split names, sizes and input statistics), so nothing else holds an if-chain on names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Mapping
 
@@ -23,8 +20,8 @@ class DatasetSpec:
 
     name: str  #: registry key, e.g. "cifar10"
     hub_id: str  #: Hugging Face hub id, e.g. "uoft-cs/cifar10"
-    local_subdir: str  #: folder under the data root holding ``<split>-*.parquet`` shards
-    image_column: str  #: column with the encoded image (``datasets.Image``)
+    local_subdir: str  #: folder under the data root holding ``<split>-*.parquet``; its last part: the hub's folder
+    image_column: str  #: column with the encoded image (``struct<bytes, path>``)
     label_column: str  #: column with the ``ClassLabel``
     splits: Mapping[str, str]  #: "train"/"test" -> split name in the files and on the hub
     num_classes: int
@@ -42,46 +39,33 @@ class DatasetSpec:
         return self.splits[split]
 
 
+_TINY_IMAGENET_32 = DatasetSpec(
+    name="tiny-imagenet-32",
+    hub_id="zh-plus/tiny-imagenet",
+    local_subdir="tiny-imagenet-32/data",
+    image_column="image",
+    label_column="label",
+    splits=MappingProxyType({"train": "train", "test": "valid"}),
+    num_classes=200,
+    per_class=MappingProxyType({"train": 500, "test": 50}),
+    native_size=32,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    description=(
+        "Tiny-ImageNet-200 at 32x32 px: 100,000 training images (500 per class) and 10,000 "
+        "test images (50 per class: the published validation split, \"valid\") of 200 ImageNet "
+        "classes. Local copy: the original JPEGs downsampled to 32 px; from the hub "
+        "(zh-plus/tiny-imagenet, 64 px) the images are resized to 32 px (PIL bicubic, "
+        "antialiased) when decoded."
+    ),
+    words_file="tiny-imagenet-32/words.txt",
+)
+
 _SPECS = (
-    DatasetSpec(
-        name="tiny-imagenet-32",
-        hub_id="zh-plus/tiny-imagenet",
-        local_subdir="tiny-imagenet-32/data",
-        image_column="image",
-        label_column="label",
-        splits=MappingProxyType({"train": "train", "test": "valid"}),
-        num_classes=200,
-        per_class=MappingProxyType({"train": 500, "test": 50}),
-        native_size=32,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        description=(
-            "Tiny-ImageNet-200 at 32x32 px: 100,000 training images (500 per class) and 10,000 "
-            "test images (50 per class: the published validation split, \"valid\") of 200 ImageNet "
-            "classes. Local copy: the original JPEGs downsampled to 32 px; from the hub "
-            "(zh-plus/tiny-imagenet, 64 px) the images are resized to 32 px (PIL bicubic, "
-            "antialiased) when decoded."
-        ),
-        words_file="tiny-imagenet-32/words.txt",
-    ),
-    DatasetSpec(
-        name="tiny-imagenet",
-        hub_id="zh-plus/tiny-imagenet",
-        local_subdir="tiny-imagenet/data",
-        image_column="image",
-        label_column="label",
-        splits=MappingProxyType({"train": "train", "test": "valid"}),
-        num_classes=200,
-        per_class=MappingProxyType({"train": 500, "test": 50}),
-        native_size=64,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        description=(
-            "Tiny-ImageNet-200 at its native 64x64 px (hub zh-plus/tiny-imagenet): 100,000 "
-            "training and 10,000 test images (the published validation split) of 200 ImageNet classes."
-        ),
-        words_file="tiny-imagenet-32/words.txt",
-    ),
+    _TINY_IMAGENET_32,
+    replace(_TINY_IMAGENET_32, name="tiny-imagenet", local_subdir="tiny-imagenet/data", native_size=64, description=(
+        "Tiny-ImageNet-200 at its native 64x64 px (hub zh-plus/tiny-imagenet): 100,000 "
+        "training and 10,000 test images (the published validation split) of 200 ImageNet classes.")),
     DatasetSpec(
         name="cifar10",
         hub_id="uoft-cs/cifar10",

@@ -1,12 +1,12 @@
-"""Where a split's encoded images come from: a local parquet folder or the Hugging Face hub.
+"""Where a split's parquet shards are: a local data folder, or the same shards on the Hugging Face hub.
 
 The data root is, in order: the ``data_dir`` argument, ``$CONVNEXT_REPORT_DATA``, else the hub
-(``data_dir="hub"`` forces the hub). A local root holds ``<root>/<spec.local_subdir>/<split>-*.parquet``
-in the hub's schema, read with pyarrow alone (labels from the label column, class names from the
-``ClassLabel`` in the schema's ``huggingface`` metadata), so local data needs no ``datasets``
-package. The hub is read with ``datasets.load_dataset(spec.hub_id, split=...)``; ``datasets`` is
-imported only on that path (it takes seconds to import and a machine may not have it). A bad shard is a
-:class:`DataError` naming it; a hub that cannot serve the data fails at once, saying how to use local data.
+(``data_dir="hub"`` forces it). A local root holds ``<root>/<spec.local_subdir>/<split>-*.parquet``; the hub's
+dataset repository holds the same shards in the last folder of that path (``plain_text/``, ``data/``),
+fetched into the Hugging Face cache by ``huggingface_hub.snapshot_download`` (offline: read from it). Either
+way pyarrow alone reads them: labels from the label column, class names from the ``ClassLabel`` in the
+schema's ``huggingface`` metadata. A bad shard is a :class:`DataError` naming it; a hub that cannot serve the
+shards fails at once, saying how to use local data.
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ import pyarrow.parquet as pq
 from ..errors import UserError
 from .registry import DatasetSpec, get_dataset_spec
 
-__all__ = ["DATA_ENV", "DataError", "DatasetUnavailableError", "HUB", "SplitData", "SplitSource", "hub_offline",
-           "resolve_data_root", "split_source"]
+__all__ = ["DATA_ENV", "DataError", "DatasetUnavailableError", "HUB", "SplitSource", "resolve_data_root",
+           "split_source"]
 
 DATA_ENV = "CONVNEXT_REPORT_DATA"
 HUB = "hub"  #: pass ``data_dir="hub"`` to read from the hub even when $CONVNEXT_REPORT_DATA is set
-_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 class DatasetUnavailableError(UserError, RuntimeError):
-    """The hub could not serve a dataset (no ``datasets`` package, offline and not cached, unreachable)."""
+    """The hub could not serve a dataset's shards (offline and not cached, unreachable, not there)."""
 
 
 class DataError(UserError, ValueError):
@@ -59,45 +58,14 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
     return root.resolve()
 
 
-def hub_offline() -> bool:
-    """Whether Hugging Face is in offline mode (environment or ``datasets.config``)."""
-    if any(os.environ.get(k, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for k in _OFFLINE_ENV):
-        return True
-    try:
-        import datasets  # only the hub needs it: see the module docstring
-    except ImportError:
-        return False
-
-    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
-
-
-@dataclass(frozen=True)
-class SplitData:
-    """A split's columns as an arrow table (the image column left encoded: ``struct<bytes, path>``)."""
-
-    table: pa.Table
-    label_names: list[str] | None  #: the label column's ``ClassLabel`` names, if known
-    fingerprint: str | None = None  #: the hub dataset's fingerprint (its cache key); None for local files
-
-    def __len__(self) -> int:
-        return self.table.num_rows
-
-    def column(self, name: str) -> pa.ChunkedArray:
-        return self.table.column(name)
-
-
 @dataclass(frozen=True)
 class SplitSource:
-    """One split of one dataset, local (``files``) or on the hub (``root is None``)."""
+    """One split of one dataset: its parquet shards, from a local root or (``root is None``) the hub."""
 
     spec: DatasetSpec
     split: str  #: "train" or "test"
     root: Path | None  #: data root; ``None``: the hub
-    files: tuple[Path, ...] = ()  #: local parquet shards, sorted
-
-    @property
-    def is_hub(self) -> bool:
-        return self.root is None
+    files: tuple[Path, ...]  #: parquet shards, sorted
 
     @property
     def split_name(self) -> str:
@@ -105,13 +73,11 @@ class SplitSource:
         return self.spec.split_name(self.split)
 
     def describe(self) -> str:
-        """Human-readable origin: the parquet folder, or ``hub:<id>[<split>]``."""
-        if self.is_hub:
-            return f"hub:{self.spec.hub_id}[{self.split_name}]"
-        return str(self.files[0].parent)
+        """Where the shards come from: the local folder, or ``hub:<id>[<split>]``."""
+        return f"hub:{self.spec.hub_id}[{self.split_name}]" if self.root is None else str(self.files[0].parent)
 
     def row_counts(self) -> list[int]:
-        """Rows per local shard, from the footers; a shard that is not parquet, lacks (the type of) the image
+        """Rows per shard, from the footers; a shard that is not parquet, lacks (the type of) the image
         or label column or has no rows is a :class:`DataError`."""
         return [self._shard_rows(f) for f in self.files]
 
@@ -135,9 +101,7 @@ class SplitSource:
         return shard.metadata.num_rows
 
     def file_of_row(self, row: int) -> tuple[str, int]:
-        """(source file, row within it) of split row ``row``; the hub split for hub sources."""
-        if self.is_hub:
-            return self.describe(), row
+        """(shard, row within it) of split row ``row``."""
         start = 0
         for f, n in zip(self.files, self.row_counts()):
             if row < start + n:
@@ -145,39 +109,26 @@ class SplitSource:
             start += n
         return str(self.files[-1]), row - start
 
-    def load(self) -> SplitData:
-        """The split's image and label columns; local shards through pyarrow, the hub through ``datasets``."""
-        if self.is_hub:
-            return _load_hub(self.spec, self.split_name)
+    def load(self) -> pa.Table:
+        """The split's image and label columns (the images left encoded: ``struct<bytes, path>``)."""
         columns = [self.spec.image_column, self.spec.label_column]
-        table = pa.concat_tables([pq.read_table(f, columns=columns) for f in self.files])
-        return SplitData(table, self.label_names())
+        return pa.concat_tables([pq.read_table(f, columns=columns) for f in self.files])
 
     def label_names(self) -> list[str] | None:
-        """The label column's ``ClassLabel`` names (local: from the parquet schema, no image is read)."""
-        if self.is_hub:
-            import datasets  # only the hub needs it: see the module docstring
-
-            try:
-                features = datasets.load_dataset_builder(self.spec.hub_id).info.features
-            except Exception as err:  # offline, no network, not cached
-                raise _hub_error(self.spec, err) from err
-            return list(getattr(features[self.spec.label_column], "names", None) or []) or None
+        """The label column's ``ClassLabel`` names, from the schema (no image is read)."""
         return _schema_label_names(pq.read_schema(self.files[0]), self.spec.label_column)
 
 
-def split_source(
-    dataset: str | DatasetSpec, split: str, data_dir: str | os.PathLike | None = None
-) -> SplitSource:
-    """Locate ``split`` ("train"/"test") of ``dataset``; local files are checked to exist."""
+def split_source(dataset: str | DatasetSpec, split: str, data_dir: str | os.PathLike | None = None) -> SplitSource:
+    """Locate ``split`` ("train"/"test") of ``dataset``: its shards must exist."""
     spec = get_dataset_spec(dataset)
     name = spec.split_name(split)
     root = resolve_data_root(data_dir)
-    if root is None:
-        _check_hub(spec)
-        return SplitSource(spec, split, None)
-    folder = root / spec.local_subdir
+    folder = root / spec.local_subdir if root is not None else _hub_folder(spec, name)
     files = tuple(sorted(folder.glob(f"{name}-*.parquet")))
+    if not files and root is None:
+        raise DatasetUnavailableError(f"{spec.name}: the hub's {spec.hub_id} holds no {_hub_pattern(spec, name)}. "
+                                      f"{_LOCAL}")
     if not files:
         what = "folder" if not folder.is_dir() else f"files {name}-*.parquet in folder"
         raise FileNotFoundError(
@@ -188,27 +139,35 @@ def split_source(
     return SplitSource(spec, split, root, files)
 
 
+_LOCAL = f"Point at local data: set {DATA_ENV} (or pass data_dir=) to a folder holding the parquet shards, e.g. " \
+         "../shared/data"
+
+
+def _hub_pattern(spec: DatasetSpec, split_name: str) -> str:
+    """The hub repository's shards of a split: ``<last folder of local_subdir>/<split>-*.parquet``."""
+    return f"{spec.local_subdir.rsplit('/', 1)[-1]}/{split_name}-*.parquet"
+
+
+def _hub_folder(spec: DatasetSpec, split_name: str) -> Path:
+    """The folder holding the split's shards in the Hugging Face cache, downloaded there first when online."""
+    from huggingface_hub import constants, snapshot_download  # only the hub needs it
+
+    pattern = _hub_pattern(spec, split_name)
+    try:
+        snapshot = snapshot_download(spec.hub_id, repo_type="dataset", allow_patterns=[pattern])
+    except Exception as err:  # offline and not cached, no network, DNS, timeouts, hub errors
+        why = ("offline mode is on (HF_HUB_OFFLINE) and they are not in the cache (to download them, go online: "
+               "unset it)" if constants.HF_HUB_OFFLINE else
+               "the hub cannot be reached (to read a copy in the Hugging Face cache, set HF_HUB_OFFLINE=1)")
+        detail = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise DatasetUnavailableError(f"{spec.name}: no local data folder is set, and the Hugging Face hub cannot "
+                                      f"serve {spec.hub_id}'s {pattern}: {why} ({detail}). {_LOCAL}") from None
+    return Path(snapshot) / pattern.split("/")[0]
+
+
 def _is_image(kind: pa.DataType) -> bool:
     """An encoded image column: ``struct<bytes, path>`` (``datasets.Image`` in parquet)."""
     return pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0
-
-
-def _check_hub(spec: DatasetSpec) -> None:
-    """Fail at once when the hub cannot serve ``spec``: ``datasets`` missing, or online and the hub
-    unreachable (offline, ``datasets`` reads its cache and says at once when the data is not there)."""
-    try:
-        import datasets  # noqa: F401  (only the hub needs it: see the module docstring)
-    except ImportError as err:
-        raise _hub_error(spec, err, "reading it needs the `datasets` package, which is not installed "
-                                    "(pip install datasets)") from None
-    if hub_offline():
-        return
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi().dataset_info(spec.hub_id, timeout=10)
-    except Exception as err:  # no network, DNS, timeouts, hub errors
-        raise _hub_error(spec, err) from None
 
 
 def _schema_label_names(schema: pa.Schema, column: str) -> list[str] | None:
@@ -222,32 +181,3 @@ def _schema_label_names(schema: pa.Schema, column: str) -> list[str] | None:
         return None
     names = feature.get("names") if isinstance(feature, dict) else None
     return [str(n) for n in names] if isinstance(names, list) else None
-
-
-def _load_hub(spec: DatasetSpec, split_name: str) -> SplitData:
-    import datasets  # only the hub needs it: see the module docstring
-
-    try:
-        ds = datasets.load_dataset(spec.hub_id, split=split_name)
-    except Exception as err:  # ConnectionError, offline cache miss, hub errors
-        raise _hub_error(spec, err) from err
-    ds = ds.cast_column(spec.image_column, datasets.Image(decode=False))
-    if getattr(ds, "_indices", None) is not None:  # a selected/shuffled view: materialise its rows
-        ds = ds.flatten_indices()
-    feature = ds.features[spec.label_column]
-    names = list(getattr(feature, "names", None) or []) or None
-    return SplitData(ds.data.table, names, ds._fingerprint)
-
-
-def _hub_error(spec: DatasetSpec, err: Exception, why: str | None = None) -> DatasetUnavailableError:
-    """One line: why the hub cannot serve ``spec``, and how to point at local data (or reach the hub)."""
-    if why is None and hub_offline():
-        why = ("offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and it is not in the cache (to download "
-               "it, go online: unset them)")
-    elif why is None:
-        why = "the hub cannot be reached (to read a copy in the Hugging Face cache, set HF_HUB_OFFLINE=1)"
-    detail = " ".join(f"{type(err).__name__}: {err}".split())[:300]
-    return DatasetUnavailableError(
-        f"{spec.name}: no local data folder is set, and the Hugging Face hub cannot serve {spec.hub_id}: {why} "
-        f"({detail}). Point at local data: set {DATA_ENV} (or pass data_dir=) to a folder holding "
-        f"{spec.local_subdir}/*.parquet, e.g. ../shared/data")

@@ -1,28 +1,11 @@
 """ConvNeXt V1/V2 models through timm: variants, DyT, attention head, pretrained weights."""
 
 from .dyt import DynamicTanh, convert_ln_to_dyt, dyt_alphas
-from .factory import (
-    HEADS,
-    NORMS,
-    MODEL_OPTIONS,
-    STEM_STRIDES,
-    build_model,
-    build_model_from_config,
-    freeze_backbone_,
-    install_attention_head,
-    is_head_param,
-    model_options,
-    set_stem_stride,
-)
+from .factory import (HEADS, MODEL_OPTIONS, NORMS, STEM_STRIDES, build_model, build_model_from_config, freeze_backbone_,
+                      install_attention_head, is_head_param, model_options, set_stem_stride)
 from .heads import AttentionPoolHead
-from .pretrained import (
-    CheckpointMismatchError,
-    PretrainedWeightsUnavailable,
-    UnreadableCheckpointError,
-    load_pretrained,
-    load_state_dict_into,
-    read_checkpoint,
-)
+from .pretrained import (CheckpointMismatchError, PretrainedWeightsUnavailable, UnreadableCheckpointError,
+                         load_pretrained, load_state_dict_into, read_checkpoint)
 from .variants import MODEL_VARIANTS, ModelVariant, get_variant
 
 __all__ = [

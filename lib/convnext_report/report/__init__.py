@@ -2,12 +2,11 @@
 
 It imports the core (:mod:`convnext_report`); no core module imports it.
 
-- :mod:`.chapter`, :mod:`.parameters`: a chapter's parameters (papermill's), runs and record
-- :mod:`.experiments`, :mod:`.recipes`: each training chapter's runs as data; the recipes of chapters 6 and 7
+- :mod:`.chapter`: a chapter's parameters (papermill's), runs and record
+- :mod:`.experiments`, :mod:`.recipes`: each chapter's parameters and its runs as data; the recipes of chapters 6-7
 - :mod:`.runner`: a chapter's runs, from the result store or trained (packed on a GPU) and stored
-- :mod:`.store`: the result store, a run's key, and where the book's files live (local and committed layers)
-- :mod:`.publish`: what a chapter used, copied from the local layer into the repository
-- :mod:`.plan`: the book's GPU budget, every estimate's assumptions, a window's deadline
+- :mod:`.store`: the result store, a run's key, where the book's files live (local and committed layers), publish
+- :mod:`.plan`: the book's GPU budget, every estimate's assumptions, what runs measured, a window's deadline
 - :mod:`.commands`: ``python -m convnext_report plan`` and ``publish``
 - :mod:`.backbones`: the transfer chapters' backbone (export, find, timm ids)
 - :mod:`.claims`: the three sources' numbers as data

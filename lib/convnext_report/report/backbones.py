@@ -19,8 +19,8 @@ from ..runfolder import CHECKPOINT_BEST
 from . import store
 from .tables import run_summary
 
-__all__ = ["BACKBONE_FILE", "TIMM_TRANSFER_SOURCES", "backbone_meta", "backbone_path", "describe", "export_backbone",
-           "transfer_source"]
+__all__ = ["BACKBONE_FILE", "TIMM_TRANSFER_SOURCES", "backbone_meta", "backbone_path", "config_meta", "describe",
+           "export_backbone", "exported_source", "transfer_source"]
 
 #: the backbone's meta JSON inside chapter 3's store entry
 BACKBONE_FILE = "backbone.json"
@@ -33,19 +33,24 @@ def backbone_path(name: str, *, smoke: bool = False) -> Path:
     return store.local_dir("backbones") / f"{name}{'-smoke' if smoke else ''}.pt"
 
 
+def config_meta(config: Any) -> dict[str, Any]:
+    """What a backbone trained with ``config`` is: model, stem, input, norm, statistics, its run's key."""
+    mean, std = normalization(config)
+    key = store.run_key(config)
+    return {"model": config.model, "stem_stride": config.stem_stride, "image_size": config.image_size,
+            "norm": config.norm, "dataset": config.dataset, "mean": mean, "std": std, "store_key": key,
+            "identity": f"run:{key}"}
+
+
 def export_backbone(run: Any, name: str, *, smoke: bool = False) -> Path | None:
     """Save a run's best weights (``{"model": ..., "meta": ...}``) as the backbone ``name``, its meta beside
     them and in the run's store entry; a stored run has no weights: then only the meta, and None."""
-    cfg, key = run.config, store.run_key(run.config)
-    mean, std = normalization(cfg)
     summary = run_summary(run)
-    meta = {"name": name, "model": cfg.model, "stem_stride": cfg.stem_stride, "image_size": cfg.image_size,
-            "norm": cfg.norm, "dataset": cfg.dataset, "mean": mean, "std": std, "epochs_run": summary["epochs_run"],
-            "test_top1": summary["top1"], "configuration": "smoke" if smoke else "full", "store_key": key,
-            "identity": f"run:{key}",
+    meta = {"name": name, **config_meta(run.config), "epochs_run": summary["epochs_run"],
+            "test_top1": summary["top1"], "configuration": "smoke" if smoke else "full",
             "run": Path(run.path).name, "created_at": now_iso()}
     text = json.dumps(meta, indent=1) + "\n"
-    entry = store.find(key, smoke=smoke)
+    entry = store.find(meta["store_key"], smoke=smoke)
     if entry is not None:
         store.attach(entry, BACKBONE_FILE, text)
     source = Path(run.path) / CHECKPOINT_BEST
@@ -55,7 +60,6 @@ def export_backbone(run: Any, name: str, *, smoke: bool = False) -> Path | None:
         raise FileNotFoundError(f"{source} does not exist; did the run finish an epoch?")
     state = torch.load(source, map_location="cpu", weights_only=True)
     path = backbone_path(name, smoke=smoke)
-    path.parent.mkdir(parents=True, exist_ok=True)
     torch_save_atomic({"model": state.get("model", state), "meta": meta}, path)
     write_text_atomic(path.with_suffix(".json"), text)
     return path
@@ -66,17 +70,16 @@ def backbone_meta(name: str, *, smoke: bool = False) -> dict[str, Any]:
     beside = backbone_path(name, smoke=smoke).with_suffix(".json")
     if beside.is_file() and backbone_path(name, smoke=smoke).is_file():
         return json.loads(beside.read_text())
-    stored = [json.loads((e.path / BACKBONE_FILE).read_text()) | {"_at": str(e.meta.get("stored_at", ""))}
+    stored = [(e.meta.get("stored_at", ""), json.loads((e.path / BACKBONE_FILE).read_text()))
               for e in store.entries(smoke=smoke) if (e.path / BACKBONE_FILE).is_file()]
-    stored = [m for m in stored if m.get("name") == name]
+    stored = [(at, meta) for at, meta in stored if meta.get("name") == name]
     if not stored:
         raise FileNotFoundError(
             f"no backbone {name!r} at {backbone_path(name, smoke=smoke)} nor in the result store. Execute chapter "
             f"03 first in the same configuration ({'smoke' if smoke else 'full'}), e.g. `papermill "
             f"book/03_source_backbone.ipynb out.ipynb{' -f book/params/03_source_backbone.smoke.yaml' * smoke}`, "
             "or pass `-p pretrained <checkpoint file or timm id>`.")
-    latest = max(stored, key=lambda m: m["_at"])
-    return {k: v for k, v in latest.items() if k != "_at"}
+    return max(stored, key=lambda pair: pair[0])[1]
 
 
 def _fields(meta: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +88,12 @@ def _fields(meta: dict[str, Any]) -> dict[str, Any]:
     if meta.get("mean") and meta.get("std"):  # inputs normalised as the backbone saw them in pretraining
         out.update(normalize_mean=list(meta["mean"]), normalize_std=list(meta["std"]))
     return out
+
+
+def exported_source(meta: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """TrainConfig fields of chapter 3's backbone (``meta``, weights at ``path``), its identity in ``extra``."""
+    return {"norm": "layernorm", **_fields(meta), "pretrained": str(path),
+            "extra": {store.IDENTITY_TAG: f"run:{meta['store_key']}"}}
 
 
 def describe(source: dict[str, Any]) -> dict[str, Any]:
@@ -102,9 +111,7 @@ def transfer_source(pretrained: str | None, backbone: str, *, smoke: bool = Fals
     """TrainConfig fields of the transfer chapters' backbone: ``pretrained=None``: the one chapter 3 exported
     as ``backbone`` (identity in ``extra``); a timm id of :data:`TIMM_TRANSFER_SOURCES` (network); a file."""
     if pretrained is None:
-        meta = backbone_meta(backbone, smoke=smoke)
-        out = {"norm": "layernorm", **_fields(meta), "pretrained": str(backbone_path(backbone, smoke=smoke))}
-        return out | ({"extra": {store.IDENTITY_TAG: f"run:{meta['store_key']}"}} if meta.get("store_key") else {})
+        return exported_source(backbone_meta(backbone, smoke=smoke), backbone_path(backbone, smoke=smoke))
     if pretrained in TIMM_TRANSFER_SOURCES:
         model, stride, size = TIMM_TRANSFER_SOURCES[pretrained]
         return dict(model=model, stem_stride=stride, image_size=size, pretrained=pretrained,

@@ -24,8 +24,7 @@ from ..atomic import write_text_atomic
 from ..runfolder import Run
 from . import store
 from .banners import Banner, chapter_banner, provenance, settings_table
-from .experiments import run_config, seeds_of
-from .parameters import defaults as notebook_defaults, read_files, smoke_file
+from .experiments import defaults as notebook_defaults, read_files, run_config, seeds_of, smoke_file
 from .results import glue_texts, headline, headline_texts, headlines
 from .runner import Obtained, Pending, prepare, runs_folder, train_missing
 from .tables import run_summary, summary_line

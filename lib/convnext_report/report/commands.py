@@ -1,5 +1,5 @@
 """The report layer's commands: ``python -m convnext_report plan`` (:mod:`.plan`) and ``publish``
-(:mod:`.publish`)."""
+(:mod:`.store`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .plan import build_plan, format_plan, read_benchmarks
-from .publish import PublishError, publish
+from .store import PublishError, publish
 
 __all__ = ["add_commands"]
 
@@ -26,7 +26,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                           "(default: <repo>/benchmarks/results)")
     plan.add_argument("--packed", type=int, default=1, metavar="K",
                       help="runs trained side by side on one GPU (uses the benchmarks' packed-K rows)")
-    plan.add_argument("--runs", action="store_true", help="also list every run")
+    plan.add_argument("--runs", action="store_true", help="also list every run (a stored one: its measured seconds)")
     plan.set_defaults(run=_plan)
     pub = commands.add_parser(
         "publish", help="copy what chapters used (record, store entries, executed notebook) into the repository",
@@ -41,14 +41,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _plan(args: argparse.Namespace) -> int:
     benchmarks = read_benchmarks(args.benchmarks)
     plans = build_plan(smoke=args.smoke, files=args.parameters, benchmarks=benchmarks, packed=args.packed)
-    if args.runs:
-        for p in plans:
-            for r in p.runs:
-                note = f"  (counted in {r.shared_with})" if r.shared_with else "  (stored)" if r.stored else ""
-                print(f"{r.chapter}  {r.group}  {r.label}  seed {r.seed}  {r.key[:8]}  {r.images:,} images  "
-                      f"{r.seconds:.0f} s{note}")
-        print()
-    print(format_plan(plans, benchmarks))
+    print(format_plan(plans, benchmarks, runs=args.runs))
     return 0
 
 

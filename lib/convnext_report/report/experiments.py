@@ -1,27 +1,87 @@
-"""Each training chapter's runs as data: labels -> config changes, as functions of its parameters.
+"""Each training chapter's parameters as papermill sees them, and its runs as data (labels -> config changes,
+functions of those parameters): the notebooks sweep these and the plan builds them from the same parameters,
+so both see the same runs (the same store keys).
 
-The notebooks sweep these (``ch.sweep(experiments.baseline(source))``) and the plan (:mod:`.plan`) builds
-them from the same parameters, so both see the same runs (the same store keys).
+A chapter's parameters: its notebook's defaults (the full configuration), its smoke file
+``book/params/<chapter>.smoke.yaml``, parameter files; the tools, the plan and nbval pass the same values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ast
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig, field_names, from_dict
-from ..parts import normalization
-from .backbones import backbone_path, transfer_source
-from .recipes import grid, recipe
-from .store import IDENTITY_TAG, run_key
+import yaml
 
-__all__ = ["TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "baseline", "chapter_groups",
-           "improved", "normalisation_grids", "optimiser_grids", "run_config", "seeds_of"]
+from ..config import TrainConfig, field_names, from_dict
+from .backbones import backbone_path, config_meta, exported_source, transfer_source
+from .recipes import grid, recipe
+from .store import repo_root
+
+__all__ = ["TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "baseline", "chapter_groups", "chapter_params",
+           "check_files", "defaults", "improved", "normalisation_grids", "notebook", "optimiser_grids", "passed",
+           "read_files", "run_config", "seeds_of", "smoke_file"]
 
 #: the chapters that train, in book order
 TRAINING_CHAPTERS = ("03_source_backbone", "04_baseline", "05_improved", "06_optimisers", "07_normalisation")
 #: chapter 3's backbone weights stay on the machine only for chapters 4 and 5
 TRANSFER_CHAIN = ("03_source_backbone", "04_baseline", "05_improved")
+
+
+def notebook(name: str) -> Path:
+    """``<repo>/book/<name>.ipynb``."""
+    return repo_root() / "book" / f"{name}.ipynb"
+
+
+def smoke_file(name: str) -> Path:
+    """``<repo>/book/params/<name>.smoke.yaml``: ``smoke: true`` and the chapter's reduced values."""
+    return repo_root() / "book" / "params" / f"{name}.smoke.yaml"
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """The defaults of chapter ``name``'s parameters cell, read by ``papermill.inspect_notebook``."""
+    import papermill  # the book's extra: the command line's ``train`` runs without it
+
+    return {key: ast.literal_eval(info["default"]) for key, info in papermill.inspect_notebook(str(notebook(name))).items()}
+
+
+def read_files(files: Iterable[str | Path]) -> dict[str, Any]:
+    """The values of YAML parameter files (as ``papermill -f`` reads them), later files winning."""
+    values: dict[str, Any] = {}
+    for file in files:
+        if not Path(file).is_file():
+            raise ValueError(f"parameter file {file} does not exist")
+        loaded = yaml.safe_load(Path(file).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"parameter file {file} must hold a mapping of name: value")
+        values.update(loaded)
+    return values
+
+
+def passed(name: str, *, smoke: bool = False, files: Sequence[str | Path] = (),
+           declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What papermill passes chapter ``name``: its smoke file's values when ``smoke`` (a chapter without
+    one has no smoke configuration), then the parameter files' values that the chapter declares."""
+    declared = defaults(name) if declared is None else declared
+    out = read_files([smoke_file(name)]) if smoke and smoke_file(name).is_file() else {}
+    return out | {k: v for k, v in read_files(files).items() if k in declared}
+
+
+def chapter_params(name: str, *, smoke: bool = False, files: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Chapter ``name``'s parameters as the notebook will run with them: defaults, then :func:`passed`."""
+    declared = defaults(name)
+    return {**declared, **passed(name, smoke=smoke, files=files, declared=declared)}
+
+
+def check_files(files: Sequence[str | Path]) -> None:
+    """Refuse the parameter files' names that no notebook of the book declares (papermill would only warn)."""
+    declared = set().union(*(defaults(p.stem) for p in sorted((repo_root() / "book").glob("*.ipynb"))))
+    unknown = sorted(set(read_files(files)) - declared)
+    if unknown:
+        raise ValueError(f"{unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of any "
+                         f"chapter; parameters: {', '.join(sorted(declared))}")
 
 
 def seeds_of(params: Mapping[str, Any]) -> list[int]:
@@ -32,13 +92,10 @@ def seeds_of(params: Mapping[str, Any]) -> list[int]:
 def run_config(params: Mapping[str, Any], changes: Mapping[str, Any], *, seed: int, out_dir: str = "runs",
                extra: Mapping[str, Any] | None = None) -> TrainConfig:
     """A run's config: the chapter parameters that are config fields, then ``changes``, ``seed`` and tags."""
-    fields = set(field_names())
-    values = {k: v for k, v in params.items() if k in fields}
+    values = {k: v for k, v in params.items() if k in set(field_names())}
     values.update(out_dir=out_dir, progress=False, verbose=False)  # logs stay in the run folder
-    values.update({k: v for k, v in changes.items() if k != "extra"})
-    values["seed"] = seed
-    values["extra"] = {**(extra or {}), **changes.get("extra", {})}
-    return from_dict(values)
+    values.update({k: v for k, v in changes.items() if k != "extra"}, seed=seed)
+    return from_dict({**values, "extra": {**(extra or {}), **changes.get("extra", {})}})
 
 
 def baseline(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -55,59 +112,42 @@ def improved(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def ablations(recipe_changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Chapter 5: the improved recipe with each ingredient removed, one at a time."""
-    base = dict(recipe_changes)
-    return {
-        "− full fine-tuning (frozen backbone)": dict(base, freeze_backbone=True),
-        "− attention head (linear head)": dict(base, head="linear"),
-        "− RandAugment": dict(base, randaugment=None),
-        "− dropout": dict(base, head_dropout=0.0),
-        "− head weight decay (backbone's instead)": dict(base, head_weight_decay=None),
-        "− differential LR (one lr for all)": dict(base, backbone_lr_scale=1.0),
-        "− mixed precision": dict(base, amp=False),
-    }
+    removed = {"− full fine-tuning (frozen backbone)": dict(freeze_backbone=True),
+               "− attention head (linear head)": dict(head="linear"), "− RandAugment": dict(randaugment=None),
+               "− dropout": dict(head_dropout=0.0), "− head weight decay (backbone's instead)": dict(head_weight_decay=None),
+               "− differential LR (one lr for all)": dict(backbone_lr_scale=1.0), "− mixed precision": dict(amp=False)}
+    return {label: {**recipe_changes, **change} for label, change in removed.items()}
 
 
 def optimiser_grids(params: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Chapter 6: (source recipe, small-image recipe) runs, ``"<dataset> / <model> / <optimizer>"`` each.
-
-    Source recipe: every optimiser on ``optimizer_model`` and every model in ``variants`` with
-    ``size_optimizer``; small-image recipe (if ``modern``): every model in ``modern_variants``.
-    """
-    datasets = params["datasets"]
-    source = {**grid(recipe("source", batch_size=params["batch_size"]), dataset=datasets,
-                     model=[params["optimizer_model"]], optimizer=params["optimizers"]),
-              **grid(recipe("source", batch_size=params["batch_size"]), dataset=datasets,
-                     model=params["variants"], optimizer=[params["size_optimizer"]])}
+    """Chapter 6: (source recipe, small-image recipe) runs, ``"<dataset> / <model> / <optimizer>"`` each: every
+    optimiser on ``optimizer_model`` and every model in ``variants`` with ``size_optimizer``; the small-image
+    recipe (if ``modern``): every model in ``modern_variants``."""
+    source, datasets = recipe("source", batch_size=params["batch_size"]), params["datasets"]
     modern = grid(recipe("small-image"), dataset=datasets, model=params["modern_variants"],
                   optimizer=["adamw"]) if params["modern"] else {}
-    return source, modern
+    return {**grid(source, dataset=datasets, model=[params["optimizer_model"]], optimizer=params["optimizers"]),
+            **grid(source, dataset=datasets, model=params["variants"], optimizer=[params["size_optimizer"]])}, modern
 
 
 def normalisation_grids(params: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """Chapter 7: recipe -> ``norm -> changes`` for ``model`` (recipe -> optimiser in ``recipes``)."""
-    out = {}
-    for name, optimizer in params["recipes"].items():
-        changes = dict(model=params["model"], optimizer=optimizer)
-        if name == "source":
-            changes["batch_size"] = params["batch_size"]
-        out[name] = grid(recipe(name, **changes), norm=params["norms"])
-    return out
+    return {name: grid(recipe(name, model=params["model"], optimizer=optimizer,
+                              **({"batch_size": params["batch_size"]} if name == "source" else {})), norm=params["norms"])
+            for name, optimizer in params["recipes"].items()}
 
 
 def _transfer_source(params: Mapping[str, Any], params3: Mapping[str, Any] | None) -> dict[str, Any]:
     """What ``backbones.transfer_source`` gives chapters 4-5, as the chapter reads it; before chapter 3 has
-    exported its backbone, what it will export with parameters ``params3`` (identity: its run's key)."""
+    exported its backbone, what it will export with parameters ``params3``."""
     smoke = bool(params.get("smoke"))
     try:
         return transfer_source(params.get("pretrained"), params["backbone"], smoke=smoke)
     except FileNotFoundError:
         if params.get("pretrained") is not None or params3 is None:
             raise
-    config = run_config(params3, {}, seed=params3.get("seed", 0))
-    mean, std = normalization(config)
-    return dict(norm=config.norm, model=config.model, stem_stride=config.stem_stride, image_size=config.image_size,
-                normalize_mean=mean, normalize_std=std, pretrained=str(backbone_path(params["backbone"], smoke=smoke)),
-                extra={IDENTITY_TAG: f"run:{run_key(config)}"})
+    meta = config_meta(run_config(params3, {}, seed=params3.get("seed", 0)))
+    return exported_source(meta, backbone_path(params["backbone"], smoke=smoke))
 
 
 def chapter_groups(name: str, params: Mapping[str, Any], *,
@@ -123,6 +163,4 @@ def chapter_groups(name: str, params: Mapping[str, Any], *,
     if name == "06_optimisers":
         source, modern = optimiser_grids(params)
         return {"source": source, "small-image": modern}
-    if name == "07_normalisation":
-        return normalisation_grids(params)
-    return {}
+    return normalisation_grids(params) if name == "07_normalisation" else {}

@@ -1,10 +1,6 @@
-"""The book's GPU plan: every chapter's runs (built as the chapters build them), their estimated
-seconds, the budget's limits, and a window's deadline (:class:`Window`).
-
-A run's estimate is its images over the measured rate of ``benchmarks/results/*.json`` where a row of
-:data:`BENCHMARK_GPUS` matches, else FLOPs at :data:`ASSUMED_TFLOPS` with a per-step floor; every run
-pays :data:`RUN_OVERHEAD_S`, every compiled shape :data:`COMPILE_WARMUP_S`, every notebook
-:data:`NOTEBOOK_OVERHEAD_S`. A run two chapters share is counted once, in the first.
+"""The book's GPU plan: every chapter's runs (built as the chapters build them), their estimated seconds beside
+those the result store measured, the budget's limits, and a window's deadline (:class:`Window`). Every assumption
+is a named constant here; a run two chapters share is counted once, in the first.
 """
 
 from __future__ import annotations
@@ -14,32 +10,29 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from statistics import mean
-from typing import Any
+from typing import Any, NamedTuple
 
-import torch
-
-from ..complexity import count_macs
+from ..complexity import training_cost
 from ..config import TrainConfig
 from ..data.registry import get_dataset_spec
 from ..frozen import FAST_PATH_MAX_BYTES
-from ..models import MODEL_VARIANTS, build_model
+from ..models import MODEL_VARIANTS
 from ..parts import fast_path_allowed
 from . import store
-from .experiments import TRANSFER_CHAIN, chapter_groups, run_config, seeds_of
-from .parameters import chapter_params
+from .experiments import TRANSFER_CHAIN, chapter_groups, chapter_params, run_config, seeds_of
 
-__all__ = ["ASSUMED_TFLOPS", "BENCHMARK_GPUS", "BENCHMARK_MODE", "CHAIN_LIMIT_S", "CHAPTER_LIMIT_S", "COMPILE_WARMUP_S",
-           "MARGIN", "NOTEBOOK_OVERHEAD_S", "RUN_OVERHEAD_S", "TOTAL_LIMIT_S", "ChapterPlan", "PlannedRun", "RunCost",
-           "Window", "build_plan", "chapters", "compile_shape", "format_plan", "missing_runs", "read_benchmarks",
-           "run_cost", "split_sizes"]
+__all__ = ["ASSUMED_TFLOPS", "BENCHMARK_GPUS", "BENCHMARK_MODE", "CHAPTER_LIMIT_S", "COMMAND_LIMIT_S",
+           "COMPILE_WARMUP_S", "MARGIN", "NOTEBOOK_OVERHEAD_S", "RUN_OVERHEAD_S", "SETUP_S", "TOTAL_LIMIT_S",
+           "ChapterPlan", "PlannedRun", "RunCost", "Window", "build_plan", "chapters", "command_seconds",
+           "compile_shape", "format_plan", "missing_runs", "read_benchmarks", "run_cost", "split_sizes"]
 
-#: the whole book in GPU seconds (about 25 minutes of a 15-30 minute window)
-TOTAL_LIMIT_S = 1500.0
-#: one chapter, and chapters 3-5 together: one remote command (at most 10 minutes, 9 planned)
-CHAPTER_LIMIT_S = CHAIN_LIMIT_S = 540.0
+#: the whole book, one chapter, one remote command (the device's limit: chapters 3-5 and the status page in one)
+TOTAL_LIMIT_S, CHAPTER_LIMIT_S, COMMAND_LIMIT_S = 1500.0, 540.0, 600.0
+#: what a remote command spends before training: the wheels installed (2 s in the CPU rehearsal) and the
+#: preflight's imports (5 s there; CUDA's start on a GPU machine too)
+SETUP_S = 20.0
 #: the GPU the estimates are for
 GPU = "H100"
 #: achieved bf16 rate (FLOP/s / 1e12) of a ConvNeXt training step at 32 px (about 6% of an H100's dense
@@ -57,7 +50,7 @@ HEAD_STEP_S = 0.5e-3
 RUN_OVERHEAD_S = 8.0
 #: torch.compile warm-up of a model shape (train and eval graphs), once per shape and process
 COMPILE_WARMUP_S = 30.0
-#: per notebook: kernel start, imports, decoding a data set into the cache the first time
+#: per page: kernel, imports, tables, figures, publishing (13-17 s a smoke page in the CPU rehearsal)
 NOTEBOOK_OVERHEAD_S = 20.0
 #: benchmark rows of our own training loop on real data
 BENCHMARK_MODE = "ours-real"
@@ -67,10 +60,8 @@ BENCHMARK_GPUS = ("H100", "H200")
 MARGIN = 1.2
 
 
-@dataclass(frozen=True)
-class RunCost:
-    """Images a run processes (at most: early stopping may end it sooner), its estimated seconds, and
-    ``basis``: ``"benchmark"`` or ``"flops"``."""
+class RunCost(NamedTuple):
+    """Images a run processes (at most: early stopping may end it sooner), its seconds, ``"benchmark"``/``"flops"``."""
 
     images: int
     seconds: float
@@ -91,18 +82,18 @@ def split_sizes(config: Any) -> tuple[int, int, int]:
     return classes * (per_class - held), classes * held, reported
 
 
-@lru_cache(maxsize=None)
-def _forward_flops(model: str, image_size: int, stem_stride: int, num_classes: int, head: str,
-                   head_num_heads: int) -> float:
-    """FLOPs of one forward pass of one image, counted on the meta device."""
-    with torch.device("meta"):
-        net = build_model(model, num_classes, stem_stride=stem_stride, head=head, head_num_heads=head_num_heads)
-    return 2.0 * count_macs(net, image_size)
+def _fast_path(config: Any) -> bool:
+    """Whether the frozen-backbone fast path runs: allowed, and its feature cache fits."""
+    if not fast_path_allowed(config):
+        return False
+    side = max(1, config.image_size // (config.stem_stride * 8))  # the last stage's map; the linear head pools it
+    per_image = 4 * MODEL_VARIANTS[config.model].dims[-1] * (1 if config.head == "linear" else side * side)
+    return per_image * sum(split_sizes(config)) <= FAST_PATH_MAX_BYTES
 
 
 def compile_shape(config: Any) -> tuple | None:
-    """What torch.compile compiles once per process (None: not compiled)."""
-    if config.compile is False:
+    """What torch.compile compiles once per process (None: nothing; a head on cached features is eager)."""
+    if config.compile is False or _fast_path(config):
         return None
     return (config.model, config.image_size, config.stem_stride, config.norm, config.head, config.freeze_backbone)
 
@@ -110,11 +101,8 @@ def compile_shape(config: Any) -> tuple | None:
 def read_benchmarks(folder: str | Path | None = None) -> list[dict[str, Any]]:
     """Every row of the ``*.json`` files in ``folder`` (default ``<repo>/benchmarks/results``)."""
     folder = Path(folder) if folder is not None else store.repo_root() / "benchmarks" / "results"
-    rows: list[dict[str, Any]] = []
-    for file in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = json.loads(file.read_text())
-        rows += data.get("rows", []) if isinstance(data, dict) else data
-    return rows
+    data = [json.loads(file.read_text()) for file in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [row for d in data for row in (d.get("rows", []) if isinstance(d, dict) else d)]
 
 
 def _gpu_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -123,21 +111,21 @@ def _gpu_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _measured(config: Any, rows: Sequence[dict[str, Any]], packed: int) -> float | None:
-    """Training images/s of a run from the benchmark rows (aggregate/K when K runs share the GPU)."""
+    """Training images/s of a run from the benchmark rows (a ``packed-K`` row's sum over its K runs, / K)."""
     mode = BENCHMARK_MODE if packed <= 1 else f"packed-{packed}"
     match = [r for r in _gpu_rows(rows) if r.get("mode") == mode and r.get("model") == config.model
              and int(r.get("image_size", -1)) == config.image_size and int(r.get("stem_stride", -1)) == config.stem_stride]
     if not match:
         return None
     best = min(match, key=lambda r: abs(math.log(int(r.get("batch_size") or 1) / config.batch_size)))
-    return float(best["images_per_second"])
+    return float(best["images_per_second"]) / packed
 
 
 def run_cost(config: Any, *, benchmarks: Sequence[dict[str, Any]] = (), packed: int = 1) -> RunCost:
-    """Images and estimated GPU seconds of a run's maximum epochs (overheads included, compile not): each
-    epoch trains and evaluates the selection split (and the reported one if ``test_every_epoch``)."""
+    """Images and estimated GPU seconds of a run's maximum epochs (overheads included, compile not), one of
+    ``packed`` runs sharing the GPU: each epoch trains and evaluates the selection split (and the reported one
+    if ``test_every_epoch``)."""
     n_train, n_select, n_test = split_sizes(config)
-    classes = config.max_classes or get_dataset_spec(config.dataset).num_classes
     mixing = config.mixup > 0 or config.cutmix > 0
     steps = n_train // config.batch_size if mixing else math.ceil(n_train / config.batch_size)
     steps = min(steps, config.max_steps_per_epoch or steps)
@@ -147,12 +135,11 @@ def run_cost(config: Any, *, benchmarks: Sequence[dict[str, Any]] = (), packed: 
     eval_steps = math.ceil(n_evaluated / config.batch_size)
     seen = min(n_train, steps * config.batch_size)
     images = config.epochs * (seen + n_evaluated) + n_final
-    fwd = _forward_flops(config.model, config.image_size, config.stem_stride, classes, config.head,
-                         config.head_num_heads)
-    rate = ASSUMED_TFLOPS * 1e12
+    fwd = 2.0 * training_cost(config, config.max_classes or get_dataset_spec(config.dataset).num_classes).macs
+    rate = ASSUMED_TFLOPS * 1e12 / packed  # without packed-K rows: K runs share the GPU's rate, nothing gained
     floor = STEP_FLOOR_S + STEP_FLOOR_PER_BLOCK_S * sum(MODEL_VARIANTS[config.model].depths)
-    n_all = n_train + n_select + (n_test if separate else 0)
-    if fast_path_allowed(config) and _features_fit(config, n_all):  # features once, then the head alone
+    if _fast_path(config):  # features once, then the head alone
+        n_all = n_train + n_select + (n_test if separate else 0)
         feature_pass = n_all * fwd / rate + math.ceil(n_all / config.batch_size) * floor / EVAL_SPEEDUP
         seconds = feature_pass + config.epochs * (steps + eval_steps) * HEAD_STEP_S
         return RunCost(images + n_all, RUN_OVERHEAD_S + seconds, "flops")
@@ -168,14 +155,6 @@ def run_cost(config: Any, *, benchmarks: Sequence[dict[str, Any]] = (), packed: 
     return RunCost(images, RUN_OVERHEAD_S + seconds, "flops")
 
 
-def _features_fit(config: Any, n_images: int) -> bool:
-    """Whether the frozen-backbone feature cache fits (pooled features for the linear head)."""
-    width = MODEL_VARIANTS[config.model].dims[-1]
-    side = max(1, config.image_size // (config.stem_stride * 8))
-    per_image = width * (1 if config.head == "linear" else side * side) * 4
-    return per_image * n_images <= FAST_PATH_MAX_BYTES
-
-
 def assumptions(benchmarks: Sequence[dict[str, Any]]) -> str:
     """The assumptions behind the estimates, named, for the plan's output."""
     rows = _gpu_rows(benchmarks)
@@ -185,13 +164,14 @@ def assumptions(benchmarks: Sequence[dict[str, Any]]) -> str:
             f"(training {TRAIN_FLOP_FACTOR:g}x forward), per-step floor STEP_FLOOR_S={STEP_FLOOR_S * 1e3:g} ms + "
             f"STEP_FLOOR_PER_BLOCK_S={STEP_FLOOR_PER_BLOCK_S * 1e3:g} ms per block, "
             f"RUN_OVERHEAD_S={RUN_OVERHEAD_S:g} s per run, COMPILE_WARMUP_S={COMPILE_WARMUP_S:g} s per compiled "
-            f"model shape and notebook, NOTEBOOK_OVERHEAD_S={NOTEBOOK_OVERHEAD_S:g} s per notebook "
-            "(convnext_report/report/plan.py)")
+            f"model shape and notebook, NOTEBOOK_OVERHEAD_S={NOTEBOOK_OVERHEAD_S:g} s per page "
+            "(convnext_report/report/plan.py); measured: the stored runs' wall time, and where they ran")
 
 
 @dataclass
 class PlannedRun:
-    """One run of a chapter as the plan sees it; ``shared_with``: an earlier chapter that counts it."""
+    """One run of a chapter as the plan sees it; ``shared_with``: an earlier chapter that counts it;
+    ``entry``: its store entry, whose ``wall_time_seconds`` and ``trained_on`` say what it took where."""
 
     chapter: str
     group: str
@@ -202,12 +182,16 @@ class PlannedRun:
     images: int = 0
     seconds: float = 0.0
     shared_with: str | None = None
-    stored: bool = False
+    entry: store.Entry | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.entry is not None
 
 
 @dataclass
 class ChapterPlan:
-    """A chapter's runs and its estimate (notebook overhead, runs, compile warm-ups)."""
+    """A chapter's runs and its estimate (its page, runs, compile warm-ups)."""
 
     name: str
     runs: list[PlannedRun] = field(default_factory=list)
@@ -216,17 +200,25 @@ class ChapterPlan:
     def counted(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.shared_with is None]
 
-    def _seconds(self, runs: list[PlannedRun]) -> float:
-        shapes = {compile_shape(r.config) for r in runs} - {None}
-        return NOTEBOOK_OVERHEAD_S + COMPILE_WARMUP_S * len(shapes) + sum(r.seconds for r in runs)
-
     @property
     def seconds(self) -> float:
-        return self._seconds(self.counted)
+        return NOTEBOOK_OVERHEAD_S + _training_seconds(self.counted)
 
     @property
     def seconds_to_train(self) -> float:
-        return self._seconds([r for r in self.counted if not r.stored])
+        return NOTEBOOK_OVERHEAD_S + _training_seconds([r for r in self.counted if not r.stored])
+
+
+def _training_seconds(runs: Sequence[PlannedRun]) -> float:
+    """The runs' estimates and a compile warm-up per shape (one process trains them)."""
+    shapes = {compile_shape(r.config) for r in runs} - {None}
+    return COMPILE_WARMUP_S * len(shapes) + sum(r.seconds for r in runs)
+
+
+def command_seconds(plans: Sequence[ChapterPlan], names: Sequence[str], pages: int) -> float:
+    """One remote command for chapters ``names``: setup, their counted runs in one process, ``pages`` pages."""
+    runs = [r for p in plans if p.name in names for r in p.counted]
+    return SETUP_S + _training_seconds(runs) + pages * NOTEBOOK_OVERHEAD_S
 
 
 def chapters() -> list[str]:
@@ -238,10 +230,10 @@ def build_plan(*, smoke: bool = False, files: Sequence[str | Path] = (), benchma
                packed: int = 1, params: Mapping[str, Mapping[str, Any]] | None = None,
                estimate: bool = True) -> list[ChapterPlan]:
     """Every numbered chapter's plan, in book order, with its parameters as the tools pass them
-    (:func:`.parameters.chapter_params`) or ``params[chapter]``; ``estimate=False``: keys only."""
+    (:func:`.experiments.chapter_params`) or ``params[chapter]``; ``estimate=False``: keys only."""
     values = {name: dict((params or {}).get(name) or chapter_params(name, smoke=smoke, files=files))
               for name in chapters()}
-    stored = {e.key for e in store.entries(smoke=smoke)}
+    stored = {e.key: e for e in store.entries(smoke=smoke)}
     seen: dict[str, str] = {}
     plans = []
     for name, p in values.items():
@@ -253,7 +245,7 @@ def build_plan(*, smoke: bool = False, files: Sequence[str | Path] = (), benchma
                     key = store.run_key(config)
                     cost = run_cost(config, benchmarks=benchmarks, packed=packed) if estimate else RunCost(0, 0.0, "")
                     plan.runs.append(PlannedRun(name, group, label, seed, config, key, cost.images, cost.seconds,
-                                                shared_with=seen.get(key), stored=key in stored))
+                                                shared_with=seen.get(key), entry=stored.get(key)))
                     seen.setdefault(key, name)
         plans.append(plan)
     return plans
@@ -266,20 +258,36 @@ def missing_runs(names: Sequence[str], *, smoke: bool, files: Sequence[str | Pat
     return [r for plan in plans if plan.name in names for r in plan.counted if not r.stored]
 
 
-def format_plan(plans: list[ChapterPlan], benchmarks: Sequence[dict] = ()) -> str:
-    """The plan as text: assumptions, a line per chapter, chapters 3-5 together, last ``total: N s``."""
-    lines = [assumptions(benchmarks), "",
-             f"{'chapter':<20} {'runs':>5} {'shared':>6} {'stored':>6} {'images':>12} {f'est. {GPU} s':>12} "
-             f"{'to train s':>10}"]
+def _measured_text(runs: Sequence[PlannedRun]) -> str:
+    """The stored runs' measured seconds beside their estimate, and where they ran (blank: none stored)."""
+    stored = [(r.entry.meta, r.seconds) for r in runs if r.entry is not None and r.entry.meta.get("wall_time_seconds")]
+    measured, estimated = sum(m["wall_time_seconds"] for m, _ in stored), sum(s for _, s in stored)
+    where = ", ".join(sorted({str(m.get("trained_on")) for m, _ in stored}))
+    return f"{measured:>10.0f} {estimated:>8.0f} {measured / max(estimated, 1e-9):>6.2f}x  {where}" if stored else ""
+
+
+def _run_line(r: PlannedRun) -> str:
+    meta = r.entry.meta if r.entry is not None else {}
+    note = f"  (counted in {r.shared_with})" if r.shared_with else (
+        f"  (stored: {meta.get('wall_time_seconds') or 0:.0f} s measured on {meta.get('trained_on')})" if meta else "")
+    return f"{r.chapter}  {r.group}  {r.label}  seed {r.seed}  {r.key[:8]}  {r.images:,} images  {r.seconds:.0f} s{note}"
+
+
+def format_plan(plans: list[ChapterPlan], benchmarks: Sequence[dict] = (), *, runs: bool = False) -> str:
+    """The plan as text: every run (``runs``), the assumptions, a line per chapter (its stored runs' measured
+    seconds beside their estimate), chapters 3-5 as one remote command, last ``total: N s``."""
+    lines = [*(_run_line(r) for p in plans for r in p.runs), ""] if runs else []
+    lines += [assumptions(benchmarks), "",
+              f"{'chapter':<20} {'runs':>5} {'shared':>6} {'stored':>6} {'images':>12} {f'est. {GPU} s':>12} "
+              f"{'to train s':>10} {'measured s':>10} {'est. s':>8} {'ratio':>7}  on"]
     for p in plans:
         lines.append(f"{p.name:<20} {len(p.counted):>5} {len(p.runs) - len(p.counted):>6} "
                      f"{sum(r.stored for r in p.counted):>6} {sum(r.images for r in p.counted):>12,} "
-                     f"{p.seconds:>12.0f} "
-                     f"{p.seconds_to_train:>10.0f}")
-    chain = sum(p.seconds for p in plans if p.name in TRANSFER_CHAIN)
-    lines.append(f"{'+'.join(n[:2] for n in TRANSFER_CHAIN)} in one remote command: {chain:.0f} s "
-                 f"(limit {CHAIN_LIMIT_S:.0f} s); per chapter limit {CHAPTER_LIMIT_S:.0f} s, book limit "
-                 f"{TOTAL_LIMIT_S:.0f} s")
+                     f"{p.seconds:>12.0f} {p.seconds_to_train:>10.0f} {_measured_text(p.counted)}".rstrip())
+    chain = command_seconds(plans, TRANSFER_CHAIN, pages=len(TRANSFER_CHAIN) + 1)
+    lines.append(f"{'+'.join(n[:2] for n in TRANSFER_CHAIN)} and the status page in one remote command: {chain:.0f} s, "
+                 f"x{MARGIN:g} = {chain * MARGIN:.0f} s (limit {COMMAND_LIMIT_S:.0f} s); per chapter limit "
+                 f"{CHAPTER_LIMIT_S:.0f} s, book limit {TOTAL_LIMIT_S:.0f} s")
     lines.append(f"total: {sum(p.seconds for p in plans):.0f} s")
     return "\n".join(lines)
 

@@ -1,17 +1,14 @@
-"""A chapter's runs: from the result store, else trained here and stored as each finishes.
+"""A chapter's runs: from the result store, else trained and stored as each finishes.
 
 :func:`prepare` looks a run up by its key; :func:`train_missing` trains the others into
-``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (a killed one resumes), one by one in this process
-or, on a GPU, several at once (``packing.choose_workers``; each in its own process). The tools also
-decide when a run may start (``may_start``: a deadline) and act on each stored run (``on_stored``).
+``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (a killed one resumes); the tools decide when a run
+may start (``may_start``: a deadline) and act on each stored run (``on_stored``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +58,8 @@ def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights:
     """The stored run ``config`` describes, or what to train. ``need_weights`` (chapter 3's backbone): a
     stored run without its checkpoint on this machine is trained again (same key: its entry is replaced)."""
     key = store.run_key(config)
-    name = store.entry_name(label, config.seed, key)
-    config = config.replace(out_dir=str(runs_folder(chapter, smoke)), run_name=name, resume=True)
+    config = config.replace(out_dir=str(runs_folder(chapter, smoke)), run_name=store.entry_name(label, config.seed, key),
+                            resume=True)
     entry, folder = store.find(key, smoke=smoke), Path(config.out_dir) / config.run_name
     if entry is not None and need_weights and (folder / CHECKPOINT_BEST).is_file():
         return Obtained(load_run(folder), key, "store", entry)
@@ -74,41 +71,48 @@ def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights:
 def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
                   may_start: Callable[[Pending], bool] | None = None,
                   on_stored: Callable[[Pending, Obtained], None] | None = None) -> tuple[list[Obtained], list[Pending]]:
-    """Train and store ``pending``, up to ``workers`` at once (default ``choose_workers``); the runs trained
-    and those ``may_start`` kept from starting. A run that diverged is kept up to its last finite epoch;
-    another failure is raised once the runs already started have finished."""
+    """Train and store ``pending``, up to ``workers`` at once (default ``choose_workers``; several: each in its
+    own process, ``packing.train_many``); the runs trained and those ``may_start`` kept from starting. A run
+    that diverged is kept up to its last finite epoch; another failure is raised once the others finished."""
     if not pending:
         return [], []
-    k = choose_workers([p.config for p in pending], pending[0].config.device, workers=workers)
-    lock, done = threading.Lock(), {}
+    started: dict[int, float] = {}
+    done: dict[int, Obtained] = {}
 
-    def one(index: int, p: Pending) -> None:
-        with lock:
-            if may_start is not None and not may_start(p):
-                return
-        _check_weights(p)
-        start = time.monotonic()
-        run = _train(p, apart=k > 1)
+    def starts(i: int) -> bool:
+        if may_start is not None and not may_start(pending[i]):
+            return False
+        _check_weights(pending[i])
+        started[i] = time.monotonic()
+        return True
+
+    def finished(i: int, run: Run) -> None:
+        p = pending[i]
         entry = store.put(p.folder, key=p.key, chapter=p.chapter, label=p.label, seed=p.config.seed, smoke=p.smoke,
                           replace=p.entry is not None)
-        with lock:
-            done[index] = Obtained(run, p.key, "trained", entry, time.monotonic() - start)
-            if on_stored is not None:
-                on_stored(p, done[index])
+        done[i] = Obtained(run, p.key, "trained", entry, time.monotonic() - started.get(i, time.monotonic()))
+        if on_stored is not None:
+            on_stored(p, done[i])
 
-    if k == 1:
-        for index, p in enumerate(pending):
-            one(index, p)
+    if choose_workers([p.config for p in pending], pending[0].config.device, workers=workers) == 1:
+        for i, p in enumerate(pending):
+            if starts(i):
+                try:
+                    run = train(p.config)
+                except NonFiniteLossError:
+                    if (run := _diverged(p)) is None:
+                        raise
+                finished(i, run)
     else:
-        with ThreadPoolExecutor(k) as pool:  # a thread waits for each run's process
-            futures = [pool.submit(one, i, p) for i, p in enumerate(pending)]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # start nothing more; the running ones finish
-                raise
-    return [done[i] for i in sorted(done)], [p for i, p in enumerate(pending) if i not in done]
+        try:
+            train_many([p.config for p in pending], workers=workers, may_start=starts, on_finished=finished)
+        except PackedRunsError as err:
+            failed = {f.path for f in err.failures}
+            for i in [i for i, p in enumerate(pending) if p.folder in failed]:
+                if (run := _diverged(pending[i])) is None:
+                    raise
+                finished(i, run)
+    return [done[i] for i in sorted(done)], [p for i, p in enumerate(pending) if i not in started and i not in done]
 
 
 def _check_weights(p: Pending) -> None:
@@ -121,12 +125,9 @@ def _check_weights(p: Pending) -> None:
             "(or execute chapter 03 with `-p retrain_for_weights True`).")
 
 
-def _train(p: Pending, *, apart: bool) -> Run:
-    """Train here, or (``apart``) in a process of its own; a run that diverged keeps its finite epochs."""
-    try:
-        return train_many([p.config], workers=1)[0] if apart else train(p.config)
-    except (NonFiniteLossError, PackedRunsError) as err:
-        if read_json(p.folder / "record.json").get("stop_reason") != "non_finite_loss":
-            raise
-        print(f"{p.label} (seed {p.config.seed}) diverged and is reported up to its last finite epoch: {err}")
-        return load_run(p.folder)
+def _diverged(p: Pending) -> Run | None:
+    """Run ``p`` if it stopped on a non-finite loss (a result, up to its last finite epoch), else None."""
+    if read_json(p.folder / "record.json").get("stop_reason") != "non_finite_loss":
+        return None
+    print(f"{p.label} (seed {p.config.seed}) diverged: reported up to its last finite epoch (see its log.txt)")
+    return load_run(p.folder)

@@ -1,15 +1,12 @@
-"""The result store, a run's key, and where the book's files live.
+"""The result store, a run's key, where the book's files live, and publishing.
 
 Chapters write only the local layer under ``<runs>`` (``$CONVNEXT_REPORT_RUNS``, default ``<repo>/runs``):
-``results/`` (store entries), ``records/``, ``notebooks/``, ``backbones/`` and the run folders;
-``python -m convnext_report publish`` copies into the committed layer (``results/``, ``book/records/``,
-``book/``). Reading looks in the local layer first.
-
-An entry, ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``, holds a run folder's files but
-weights, and ``store.json`` (key, chapter, label, seed, configuration, :data:`STORE_VERSION`, where and
-when trained, each file's sha256). A run's key hashes the config fields that change what it computes
-(not the runtime keys, not ``config.inactive_keys``), :data:`STORE_VERSION` and the identity of
-``pretrained``, so it is the same on every machine.
+``results/`` (store entries), ``records/``, ``notebooks/``, ``backbones/`` and the run folders; :func:`publish`
+copies what a chapter used into the committed layer (``results/``, ``book/records/``, ``book/``). Reading
+looks in the local layer first. An entry, ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``, holds a
+run folder's files but weights, and ``store.json`` (key, provenance, each file's sha256). A run's key hashes
+the config fields that change what it computes (not the runtime keys, not ``config.inactive_keys``),
+:data:`STORE_VERSION` and the identity of ``pretrained``, so it is the same on every machine.
 """
 
 from __future__ import annotations
@@ -20,8 +17,8 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +27,12 @@ import yaml
 from ..atomic import write_json_atomic, write_text_atomic
 from ..config import inactive_keys
 from ..environment import now_iso
-from ..runfolder import RUNTIME_KEYS as RESUME_KEYS, STORE_MARKER, Run, load_run, read_json
+from ..runfolder import RUNTIME_KEYS as RESUME_KEYS, Run, load_run, read_json
 
 __all__ = ["IDENTITY_TAG", "MAX_ENTRY_BYTES", "RUNS_ENV", "STORE_FILE", "STORE_VERSION", "WEIGHT_SUFFIXES", "Entry",
-           "StoreError", "attach", "committed_dir", "display_path", "entries", "entry_name", "find", "layers", "load",
-           "local_dir", "pretrained_identity", "put", "repo_root", "run_key", "runs_dir", "verify"]
+           "PublishError", "StoreError", "attach", "committed_dir", "display_path", "entries", "entry_name", "find",
+           "layers", "load", "local_dir", "pretrained_identity", "publish", "put", "repo_root", "run_key", "runs_dir",
+           "verify"]
 
 RUNS_ENV = "CONVNEXT_REPORT_RUNS"
 #: Bump when a code change changes what runs compute: every run then gets a new key and is trained again
@@ -45,7 +43,8 @@ RUNTIME_KEYS = frozenset(RESUME_KEYS) | {"extra"}
 IDENTITY_TAG = "pretrained_identity"
 #: files that hold weights: never part of the store, never a timm id
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt", ".bin")
-STORE_FILE = STORE_MARKER
+#: the entry's own file: key, provenance, each file's sha256
+STORE_FILE = "store.json"
 #: an entry should stay under this size (eval.npz of 10,000 images is about 60 KB); larger ones warn
 MAX_ENTRY_BYTES = 300_000
 _COMMITTED = {"results": "results", "records": "book/records", "notebooks": "book"}
@@ -53,6 +52,10 @@ _COMMITTED = {"results": "results", "records": "book/records", "notebooks": "boo
 
 class StoreError(RuntimeError):
     """An entry cannot be written or read (unfinished run, changed file)."""
+
+
+class PublishError(RuntimeError):
+    """Something a chapter's record lists is missing or damaged; nothing was published."""
 
 
 def repo_root() -> Path:
@@ -71,8 +74,7 @@ def runs_dir() -> Path:
 
 
 def local_dir(kind: str) -> Path:
-    """``<runs>/<kind>``: where chapters write ``results`` (store entries), ``records``, ``notebooks``,
-    ``backbones``."""
+    """``<runs>/<kind>``: ``results`` (store entries), ``records``, ``notebooks``, ``backbones``."""
     return runs_dir() / kind
 
 
@@ -97,18 +99,20 @@ def display_path(path: str | Path) -> str:
     return path.name if path.is_absolute() else str(path)
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def pretrained_identity(config: Any) -> str | None:
     """``None``, ``"timm:<id>"``, ``"run:<store key>"`` (chapter 3's backbone) or ``"sha256:<hex>"``."""
-    tag = (config.extra or {}).get(IDENTITY_TAG)
-    if tag:
-        return str(tag)
-    value = config.pretrained
-    if value is None:
-        return None
+    tag, value = (config.extra or {}).get(IDENTITY_TAG), config.pretrained
+    if tag or value is None:
+        return str(tag) if tag else None
     path = Path(value).expanduser()
     if path.is_file():
-        key, stat = read_json(path.with_suffix(".json")).get("store_key"), path.stat()
-        return f"run:{key}" if key else f"sha256:{_file_sha256(str(path), stat.st_mtime_ns, stat.st_size)}"
+        key = read_json(path.with_suffix(".json")).get("store_key")
+        return f"run:{key}" if key else f"sha256:{_sha256(path)}"
     if path.suffix in WEIGHT_SUFFIXES or ("/" in value and not value.startswith("hf-hub:")):
         raise FileNotFoundError(f"pretrained={value!r} is not a file, so the run cannot be identified; "
                                 "pass an existing checkpoint or a timm id")
@@ -131,15 +135,6 @@ def entry_name(label: str, seed: int, key: str) -> str:
     return f"{safe}-s{seed}-{key[:8]}"
 
 
-@lru_cache(maxsize=64)
-def _file_sha256(path: str, mtime_ns: int, size: int) -> str:  # mtime and size make the cache safe
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Entry:
     """One stored run: its folder and its ``store.json``."""
@@ -156,39 +151,28 @@ class Entry:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
 
-def _scan(smoke: bool, pattern: str = "*/*") -> list[Entry]:
-    """The entries of a configuration whose folders match ``pattern``, layer by layer (local first)."""
-    found = []
+def entries(*, smoke: bool) -> list[Entry]:
+    """Every entry of a configuration, each key once, layer by layer (the local layer wins)."""
+    found: dict[str, Entry] = {}
     for root in layers("results"):
-        for meta_file in sorted((root / "smoke" if smoke else root).glob(f"{pattern}/{STORE_FILE}")):
-            entry = _read(meta_file)
-            found += [entry] if entry is not None else []
-    return found
-
-
-def _read(meta_file: Path) -> Entry | None:
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError):
-        return None
-    return Entry(meta_file.parent, meta) if isinstance(meta, dict) and meta.get("key") else None
+        for meta_file in sorted((root / "smoke" if smoke else root).glob(f"*/*/{STORE_FILE}")):
+            try:
+                meta = json.loads(meta_file.read_text())
+            except (OSError, ValueError):  # being written, or not an entry: not a stored run
+                continue
+            if isinstance(meta, dict) and meta.get("key"):
+                found.setdefault(meta["key"], Entry(meta_file.parent, meta))
+    return list(found.values())
 
 
 def find(key: str, *, smoke: bool) -> Entry | None:
     """The entry with ``key`` in the first layer that has it."""
-    return next((e for e in _scan(smoke, f"*/*-{key[:8]}") if e.key == key), None)
+    return next((e for e in entries(smoke=smoke) if e.key == key), None)
 
 
-def entries(*, smoke: bool) -> list[Entry]:
-    """Every entry of a configuration, each key once (the local layer wins)."""
-    found: dict[str, Entry] = {}
-    for entry in _scan(smoke):
-        found.setdefault(entry.key, entry)
-    return list(found.values())
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _stored(name: str) -> bool:
+    """Whether a run folder's file goes into its entry: no weights, no temporary files, not the entry's own."""
+    return not (name.endswith(WEIGHT_SUFFIXES) or name.startswith(".") or name.endswith(".tmp") or name == STORE_FILE)
 
 
 def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: int, smoke: bool,
@@ -201,19 +185,15 @@ def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: 
     if not (status == "finished" or (status == "failed" and record.get("stop_reason") == "non_finite_loss")):
         raise StoreError(f"run {folder} is not finished (status {status!r}); only finished runs are stored")
     dest = local_dir("results") / ("smoke" if smoke else "") / chapter / entry_name(label, seed, key)
-    existing = _read(dest / STORE_FILE)
-    if existing is not None and existing.key == key and not replace:
-        return existing
-    if existing is not None and existing.key != key:
+    existing = read_json(dest / STORE_FILE).get("key")
+    if existing == key and not replace:
+        return Entry(dest, read_json(dest / STORE_FILE))
+    if existing not in (None, key):
         raise StoreError(f"{dest} holds another key; remove it or bump STORE_VERSION")
     tmp, old = (dest.with_name(f".{dest.name}.{os.getpid()}.{s}") for s in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        for src in sorted(folder.iterdir()):
-            if src.is_file() and src.suffix not in WEIGHT_SUFFIXES and not src.name.startswith(".") \
-                    and not src.name.endswith(".tmp") and src.name != STORE_FILE:
-                shutil.copyfile(src, tmp / src.name)
+        shutil.copytree(folder, tmp, ignore=lambda _, names: [n for n in names if not _stored(n)])
         if (tmp / "config.yaml").is_file():  # the data folder is the machine's; here it is $CONVNEXT_REPORT_DATA
             values = yaml.safe_load((tmp / "config.yaml").read_text())
             (tmp / "config.yaml").write_text(yaml.safe_dump({**values, "data_dir": None}, sort_keys=False))
@@ -254,12 +234,9 @@ def attach(entry: Entry, name: str, text: str) -> Entry:
 
 def verify(entry: Entry) -> list[str]:
     """Problems of an entry: files missing or changed since they were stored (empty: intact)."""
-    problems = []
-    for name, digest in entry.meta.get("files", {}).items():
-        path = entry.path / name
-        if not path.is_file() or _sha256(path) != digest:
-            problems.append(f"{name} {'changed since it was stored' if path.is_file() else 'is missing'}")
-    return problems
+    return [f"{name} {'changed since it was stored' if (entry.path / name).is_file() else 'is missing'}"
+            for name, digest in entry.meta.get("files", {}).items()
+            if not (entry.path / name).is_file() or _sha256(entry.path / name) != digest]
 
 
 def load(entry: Entry, request: Any = None) -> Run:
@@ -274,3 +251,54 @@ def load(entry: Entry, request: Any = None) -> Run:
         keep = {k: getattr(request, k) for k in (*sorted(RUNTIME_KEYS), "pretrained")}
         run = replace(run, config=run.config.replace(**keep))
     return run
+
+
+def _to_publish(chapter: str, notebook: Path | None) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(source, target) pairs that publish ``chapter`` (its record, the entries it lists, the notebook), and the
+    problems that forbid copying them (a page without a record, the status page, publishes its notebook alone)."""
+    copies = [(notebook, committed_dir("notebooks") / f"{chapter}.ipynb")] if notebook is not None else []
+    problems = [f"{chapter}: the executed notebook {notebook} does not exist"] if copies and not notebook.is_file() else []
+    record_file = local_dir("records") / f"{chapter}.json"
+    if not record_file.is_file():
+        missing = f"{chapter}: no record at {record_file}: execute the chapter first (it writes its record there)"
+        return copies, problems + ([] if copies else [missing])
+    record = json.loads(record_file.read_text())
+    copies.append((record_file, committed_dir("records") / record_file.name))
+    committed = committed_dir("results").resolve()
+    for run in record.get("runs", []):
+        entry = find(run["key"], smoke=record.get("configuration") == "smoke")
+        what = f"{chapter}: run {run.get('label')!r} (seed {run.get('seed')}, key {run['key'][:8]})"
+        if entry is None:
+            problems.append(f"{what} is in no store layer ({', '.join(map(str, layers('results')))})")
+        elif damage := verify(entry):
+            problems.append(f"{what}: its entry {entry.path} is damaged ({'; '.join(damage)})")
+        elif not entry.path.resolve().is_relative_to(committed):
+            copies.append((entry.path, committed / entry.path.resolve().relative_to(local_dir("results").resolve())))
+    return copies, problems
+
+
+def publish(chapters: Sequence[str], *, notebooks: Mapping[str, Path] | None = None) -> list[Path]:
+    """Copy what ``chapters`` used (``notebooks``: chapter -> executed notebook) from the local layer into the
+    repository; the paths written. Everything is checked first (:class:`PublishError` names what is missing or
+    damaged, nothing copied), copied under temporary names, then renamed: a refused call changes nothing."""
+    copies, problems = [], []
+    for chapter in chapters:
+        more, found = _to_publish(chapter, Path(notebooks[chapter]) if chapter in (notebooks or {}) else None)
+        copies, problems = copies + more, problems + found
+    if problems:
+        raise PublishError("nothing published:\n" + "\n".join(f"- {p}" for p in problems))
+    staged: dict[Path, Path] = {}  # target -> its copy under a temporary name
+    try:
+        for source, target in copies:
+            if target in staged or (source.is_dir() and target.is_dir()):  # an entry already published
+                continue
+            staged[target] = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if source.is_dir() else shutil.copyfile)(source, staged[target])
+        for target, tmp in staged.items():
+            os.replace(tmp, target)
+    finally:
+        for tmp in staged.values():  # what a failed copy left: a folder or a file
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.unlink(missing_ok=True)
+    return list(staged)
