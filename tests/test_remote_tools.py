@@ -156,15 +156,19 @@ def test_a_cut_off_archive_gives_its_whole_entries(tmp_path):
     assert "results/c/b-s0-22222222: cut off, left out" in again.stdout and "0 new" in again.stdout
 
 
-def test_a_command_killed_by_its_time_limit_still_returns_its_finished_runs(tmp_path, data_root, copy_repo,
-                                                                           clean_env):
-    """Chapter 6 (smoke, 4 runs) is killed (SIGKILL, as a time limit does) once its first run is archived."""
-    out = tmp_path / "out"
-    proc = remote_run(copy_repo(tmp_path / "machine"), out, tmp_path / "scratch", ["06_optimisers"],
-                      clean_env(CONVNEXT_REPORT_DATA=str(data_root)), start_new_session=True)
+def test_a_window_cut_by_its_time_limit_returns_its_runs_and_the_next_call_continues(tmp_path, data_root, copy_repo,
+                                                                                       clean_env):
+    """tools/window_1.sh, rehearsed on CPU, is killed (SIGKILL, as a time limit does) once its first run is
+    archived: that run unpacks; called again on the same machine, chapter 3's run is not trained again (its weights
+    are still there) and chapter 4's runs are."""
+    machine, scratch, out = copy_repo(tmp_path / "machine"), tmp_path / "scratch", tmp_path / "out"
+    env = clean_env(CONVNEXT_REPORT_DATA=str(data_root))
+    proc = subprocess.Popen(["bash", "tools/window_1.sh", "--rehearse", "--python", sys.executable, "--data",
+                             str(data_root), "--scratch", str(scratch), "--out", str(out)], cwd=machine, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
-        if (out / "results.tar").is_file() and any(n.endswith("/store.json") for n in _names(out / "results.tar")):
+        if any(n.endswith("/store.json") for n in _names(out / "results.tar")):
             break
         time.sleep(0.5)
     assert proc.poll() is None, "the command ended before its first run was archived"
@@ -178,12 +182,19 @@ def test_a_command_killed_by_its_time_limit_still_returns_its_finished_runs(tmp_
         time.sleep(0.25)
     else:
         pytest.fail("processes of the killed command are still running")
-    assert not (out / "chapters.tar").exists(), "killed before any chapter was executed"
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "remote_unpack"), str(out), "--into",
-                           str(tmp_path / "repo")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "remote_unpack"), str(out), "--into", str(machine)],
+                          capture_output=True, text=True, timeout=60)  # what the next call carries
     assert done.returncode == 0, done.stderr
-    stored = list((tmp_path / "repo" / "results" / "smoke" / "06_optimisers").iterdir())
-    assert stored and all((e / "store.json").is_file() and (e / "history.csv").is_file() for e in stored)
+    [stored] = list((machine / "results" / "smoke" / "03_source_backbone").iterdir())
+    assert (stored / "store.json").is_file() and (stored / "history.csv").is_file()
+    again = subprocess.run([sys.executable, "tools/remote_run", "--data", str(data_root), "--no-install", "--smoke",
+                            "-f", str(scratch / "small.yaml"), "--no-render", "--minutes", "8", "--out", str(tmp_path / "out2"),
+                            "--scratch", str(scratch), "--site", str(scratch / "site"), "--workers", "1",
+                            "--chapters", "03_source_backbone", "04_baseline"], cwd=machine, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:]
+    trained = json.loads(members(tmp_path / "out2" / "chapters.tar")["remote_run.json"])["runs"]["trained"]
+    assert [r["chapter"] for r in trained] == ["04_baseline", "04_baseline"]
 
 
 def _names(tar_path: Path) -> list[str]:
@@ -201,7 +212,8 @@ def test_remote_carry_copies_what_the_chapters_read(tmp_path, data_root):
     for name in ("timm-1.0.31-py3-none-any.whl", "papermill-2.7.0-py3-none-any.whl", "datasets-5.2.0-py3-none-any.whl"):
         (wheels / name).write_bytes(b"wheel")
     dest = tmp_path / "carry"
-    run = [sys.executable, "tools/remote_carry", "--data", str(data_root), "--wheels", str(wheels), "--dest", str(dest)]
+    run = [sys.executable, "tools/remote_carry", "--data", str(data_root), "--wheels", str(wheels), "--dest", str(dest),
+           "--no-test-wheels"]
     done = subprocess.run([*run, "--chapters", "06_optimisers"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (dest / "data").iterdir()) == ["cifar100"]  # chapter 6 reads CIFAR-100 only
