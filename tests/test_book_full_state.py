@@ -127,5 +127,5 @@ def test_the_status_page_says_full_and_links_every_chapter(full_book):
     text = _text(full_book / "status.html")
     for name in FAKE:  # a link to the page (this small build has only two pages: its target is not resolved)
         assert f"{int(name[:2])}. Chapter {name[:2]}" in text
-    assert "2 runs (2 from the store) on NVIDIA H200, 3.0 GPU min" in text and "**" not in text
+    assert "2 runs (2 from the store) on NVIDIA H200, 2026-12-01, 3.0 min (3.0 GPU min)" in text and "**" not in text
     assert text.count(" full ") >= len(FAKE) and "tools/execute_chapters --chapters 04_baseline" in text

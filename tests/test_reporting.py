@@ -138,7 +138,7 @@ def test_load_records_and_status_table(tmp_path):
     header, _, row = text.splitlines()
     assert header == "| page | configuration | executed | runs | commit | execute again |"
     assert row.startswith("| [4. Baseline](04_baseline.ipynb) | full | 2026-01-02, CPU (2 cores), 1.2 min | 1 run (0 from "
-                          "the store) on unknown device, 0.0 GPU min |")
+                          "the store) on unknown device, date unknown, 0.0 min (0.0 GPU min) |")
     assert "`abc` with local changes; git cannot compare it with HEAD" in row  # an unknown commit
     assert "`tools/execute_chapters --chapters 04_baseline`" in row
     assert results.load_records(tmp_path / "missing") == []

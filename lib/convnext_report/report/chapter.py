@@ -86,7 +86,8 @@ def chapter_banner(record: Mapping[str, Any]) -> str:
     else:
         body, title, kind = f"Executed in the full configuration {where}." + (
             " It differs from the parameters cell's defaults in:" if listed else ""), "Full configuration", "note"
-    return admonition(title, "\n\n".join([body, "\n".join(listed), provenance_text(record.get("runs", []))]), kind)
+    runs = f"Its runs: {provenance_text(record['runs'])}." if record.get("runs") else ""
+    return admonition(title, "\n\n".join([body, "\n".join(listed), runs]), kind)
 
 
 @dataclass

@@ -14,7 +14,6 @@ import re
 import shlex
 import string
 import subprocess
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,19 +43,16 @@ def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str,
 
 
 def provenance_text(runs: Sequence[Mapping[str, Any]]) -> str:
-    """Where and how long a chapter's runs (its record's run rows) were trained: ``"Its 6 runs were trained on
-    **NVIDIA H100** (2026-11-20 – 2026-11-21) in 12.5 minutes (12.5 GPU minutes); 6 read back from the result
-    store."``"""
+    """Where a chapter's runs (its record's run rows) were trained, when, and for how long: ``"6 runs (4 from the
+    store) on NVIDIA H100, 2026-11-20 – 2026-11-21, 12.5 min (12.5 GPU min)"``; "—" for none."""
     if not runs:
-        return ""
-    devices = Counter(str(r.get("device") or "unknown device") for r in runs)
+        return "—"
+    devices = ", ".join(dict.fromkeys(str(r.get("device") or "unknown device") for r in runs))
     dates = sorted(str(r.get("trained_at") or "")[:10] for r in runs if r.get("trained_at")) or ["date unknown"]
     stored = sum(r.get("from") == "store" for r in runs)
     minutes = [sum(float(r.get(k) or 0.0) for r in runs) for k in ("minutes", "gpu_minutes")]
-    return (f"{'Its 1 run was' if len(runs) == 1 else f'Its {len(runs)} runs were'} trained on "
-            + " and ".join(f"**{d}**" + (f" ({n})" if len(devices) > 1 else "") for d, n in devices.items())
-            + f" ({' – '.join(dict.fromkeys([dates[0], dates[-1]]))}) in {minutes[0]:.1f} minutes ({minutes[1]:.1f} "
-            f"GPU minutes); {f'{stored} read back from the result store' if stored else 'all trained here'}.")
+    return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({stored} from the store) on {devices}, "
+            f"{' – '.join(dict.fromkeys([dates[0], dates[-1]]))}, {minutes[0]:.1f} min ({minutes[1]:.1f} GPU min)")
 
 
 def headline(key: str, runs: Sequence[Any], *, experiment: str, source_key: str | None = None,
@@ -243,21 +239,11 @@ def _commit(record: Mapping[str, Any]) -> str:
                    else f"; {ago}, its code unchanged" if behind else "; HEAD")
 
 
-def _runs(runs: Sequence[Mapping[str, Any]]) -> str:
-    """``"6 runs (4 from the store) on NVIDIA H200, 12.5 GPU min"``."""
-    if not runs:
-        return "—"
-    devices = ", ".join(dict.fromkeys(str(r.get("device") or "unknown device") for r in runs))
-    stored = sum(r.get("from") == "store" for r in runs)
-    gpu = sum(float(r.get("gpu_minutes") or 0.0) for r in runs)
-    return f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({stored} from the store) on {devices}, {gpu:.1f} GPU min"
-
-
 def status_table(records: Sequence[Mapping[str, Any]]) -> Table:
     """One row per executed page: link, configuration, when and where, its runs, its commit (flagged when its
     code changed since), the command that executes it again (and publishes it)."""
     rows = [{"page": Markdown(f"[{int(r['chapter'][:2])}. {r.get('title') or r['chapter']}]({r['chapter']}.ipynb)"),
-             "configuration": state(r), "runs": _runs(r.get("runs", [])), "commit": Markdown(_commit(r)),
+             "configuration": state(r), "runs": provenance_text(r.get("runs", [])), "commit": Markdown(_commit(r)),
              "executed": f"{(r.get('finished_at') or '')[:10]}, {r['environment']['device']}, "
                          f"{float(r.get('minutes') or 0):.1f} min",
              "execute again": Markdown("`tools/execute_chapters" + (" --smoke" if state(r) == "smoke" else "")

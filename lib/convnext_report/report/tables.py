@@ -93,8 +93,6 @@ def show(data: pd.DataFrame | Mapping[str, Any], columns: Sequence[str] | None =
     return Table(frame[list(columns)] if columns is not None else frame, digits)
 
 
-
-
 def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
     """One row for a finished run (accuracies in %).
 
@@ -128,8 +126,6 @@ def _percent(fraction: float | None, fallback: float = math.nan) -> float:
     return fallback if fraction is None else 100.0 * float(fraction)
 
 
-
-
 def runs_frame(runs: Iterable[Any] | Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     """One row per run (:func:`run_summary`); a mapping ``label -> runs`` sets the labels."""
     if isinstance(runs, Mapping):
@@ -155,10 +151,6 @@ def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label", metrics: S
     return out.reset_index()
 
 
-
-
-
-
 def stage_table(model: str, settings: Sequence[tuple[int, int]]) -> pd.DataFrame:
     """Feature-map side and channels after the stem and each stage of ``model``, per ``(image_size, stem_stride)``:
     columns ``setting``, ``layer``, ``side``, ``channels`` (:func:`convnext_report.complexity.stage_shapes`)."""
@@ -175,8 +167,6 @@ def stage_of(layer: str) -> str:
     """``"stem"``, ``"stage 3"`` ... for a parameter or layer name of a ConvNeXt."""
     parts = layer.split(".")
     return f"stage {int(parts[1]) + 1}" if parts[0] == "stages" and len(parts) > 1 else parts[0]
-
-
 
 
 def alpha_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
