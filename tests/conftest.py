@@ -144,3 +144,9 @@ def write_finished_run(folder: Path, config, held_out=(0.30, 0.50), *, final_top
               "best_epoch": held_out.index(best) + 1, "best_selection_top1": best}
     (folder / "record.json").write_text(json.dumps(record))
     return folder
+
+
+@pytest.fixture(scope="session")
+def finished_run():
+    """:func:`write_finished_run` for test modules (``from conftest import`` is ambiguous beside book/conftest.py)."""
+    return write_finished_run

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import papermill
 import pytest
-from conftest import REPO, write_finished_run
 
 from convnext_report.config import TrainConfig
 from convnext_report.report import chapter, claims, results, store
@@ -23,6 +22,7 @@ from convnext_report.report.runner import Obtained
 from convnext_report.report.tables import run_summary
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 
 #: chapter -> (headline prefix or key, {label: (config changes, held-out accuracies per epoch)})
 FAKE = {
@@ -45,7 +45,7 @@ FAKE = {
 FAKE_06 = "06_optimisers"
 
 
-def _fake_chapter(name: str, folder: Path) -> dict:
+def _fake_chapter(name: str, folder: Path, finished_run) -> dict:
     """Stored fake runs (two seeds a label) and the record the chapter would write in the full configuration."""
     prefix, labels = FAKE[name]
     ch = chapter.start(name, {}, title=f"Chapter {name[:2]}")
@@ -55,7 +55,7 @@ def _fake_chapter(name: str, folder: Path) -> dict:
         for seed in (0, 1):
             extra = {"chapter": name, "configuration": "full", "label": label, **changes.get("extra", {})}
             config = TrainConfig(**{**changes, "extra": extra}, seed=seed, epochs=len(held_out) + 2)
-            run_folder = write_finished_run(folder / f"{name}-{label}-{seed}".replace(" / ", "-"), config,
+            run_folder = finished_run(folder / f"{name}-{label}-{seed}".replace(" / ", "-"), config,
                                             tuple(v + 0.01 * seed for v in held_out))
             key = store.run_key(config)
             entry = store.put(run_folder, key=key, chapter=name, label=label, seed=seed, smoke=False)
@@ -78,7 +78,7 @@ def _fake_chapter(name: str, folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def full_book(tmp_path_factory) -> Path:
+def full_book(tmp_path_factory, finished_run) -> Path:
     """A copy of the book whose local layer holds fake full-configuration runs and records of every training
     chapter; the results and status pages executed from them (papermill), then built (Jupyter Book)."""
     root = tmp_path_factory.mktemp("full")
@@ -92,7 +92,7 @@ def full_book(tmp_path_factory) -> Path:
         mp.setenv(store.RUNS_ENV, str(runs))
         (repo / "_toc.yml").write_text("format: jb-book\nroot: book/08_results\nchapters:\n  - file: book/status\n")
         for name in FAKE:
-            _fake_chapter(name, root / "trained")
+            _fake_chapter(name, root / "trained", finished_run)
         for page in ("08_results", "status"):
             papermill.execute_notebook(str(repo / "book" / f"{page}.ipynb"), str(repo / "book" / f"{page}.ipynb"),
                                        cwd=str(repo / "book"), progress_bar=False, kernel_name="python3")

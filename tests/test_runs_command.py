@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write_finished_run
 
 from convnext_report.cli import main
 from convnext_report.config import TrainConfig
@@ -11,17 +10,17 @@ from convnext_report.report import commands, store
 
 
 @pytest.fixture
-def stored(book_copy):
+def stored(book_copy, finished_run):
     """In a book of its own (no committed runs): two stored runs of chapter 06 (lr 1e-3 and 2e-3) and one finished run folder that is not stored."""
     keys = []
     for lr, held_out in ((1e-3, (0.30, 0.50)), (2e-3, (0.20, 0.40, 0.45))):
         config = TrainConfig(model="convnextv2_atto", lr=lr, epochs=3, seed=0,
                              extra={"chapter": "06_optimisers", "label": f"lr {lr:g}", "configuration": "full"})
-        folder = write_finished_run(book_copy.parent / f"lr{lr:g}", config, held_out)
+        folder = finished_run(book_copy.parent / f"lr{lr:g}", config, held_out)
         key = store.run_key(config)
         store.put(folder, key=key, chapter="06_optimisers", label=f"lr {lr:g}", seed=0, smoke=False)
         keys.append(key)
-    write_finished_run(store.runs_dir() / "mine" / "cli", TrainConfig(model="convnextv2_nano", seed=1), (0.1, 0.2),
+    finished_run(store.runs_dir() / "mine" / "cli", TrainConfig(model="convnextv2_nano", seed=1), (0.1, 0.2),
                        device="cpu", seconds=30.0)
     return keys
 
