@@ -120,3 +120,33 @@ def make_tiny(data_root: Path):
 def tiny(make_tiny, tmp_path: Path):
     """:func:`make_tiny`'s run with its folder in ``tmp_path / "runs"``."""
     return make_tiny(tmp_path / "runs")
+
+
+def write_finished_run(folder: Path, config, held_out=(0.30, 0.50), *, final_top1: float | None = None,
+                       device: str = "cuda:0", seconds: float = 90.0) -> Path:
+    """A finished run folder as training leaves it (config, per-epoch history from epoch 1, record), without
+    training: for tests of what reads runs (the store, ``runs``, pages in the full configuration)."""
+    import json
+
+    import pandas as pd
+
+    from convnext_report.config import save_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_config(config, folder / "config.yaml")
+    pd.DataFrame([{"epoch": i + 1, "train_loss": 2.0 - 0.3 * i, "train_acc": v + 0.1, "selection_loss": 2.2 - v,
+                   "selection_acc": v, "seconds": seconds / len(held_out), "images_per_second": 900.0}
+                  for i, v in enumerate(held_out)]).to_csv(folder / "history.csv", index=False)
+    best = max(held_out)
+    record = {"status": "finished", "device": device, "device_name": "NVIDIA H200" if device != "cpu" else "CPU",
+              "wall_time_seconds": seconds, "end_time": "2026-12-01T10:00:00+00:00", "params_total": 3_700_000,
+              "final_top1": best - 0.01 if final_top1 is None else final_top1, "final_top5": min(1.0, best + 0.3),
+              "best_epoch": held_out.index(best) + 1, "best_selection_top1": best}
+    (folder / "record.json").write_text(json.dumps(record))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def finished_run():
+    """:func:`write_finished_run` for test modules (``from conftest import`` is ambiguous beside book/conftest.py)."""
+    return write_finished_run

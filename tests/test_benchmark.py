@@ -116,8 +116,6 @@ def test_gpu_rows_win_over_cpu_rows(tmp_path) -> None:
     rows = performance.measured_rows(performance.load_rows(tmp_path))
     assert rows.attrs["kind"] == "cpu" and len(rows) == 3
     assert "Measured on CPU; GPU rows will replace these" in performance.benchmark_banner(rows).data
-    met = performance.targets_table(rows)["met"]
-    assert met.str.contains("CPU: not the target's device").sum() == 2 and met.str.contains("CPU|not measured").all()
     _write(tmp_path, "nvidia-h100.json", [_row("ours-real", 900.0), _row("ours-synthetic", 1000.0),
                                           _row("eager-reference", 500.0)])
     rows = performance.measured_rows(performance.load_rows(tmp_path))
@@ -126,37 +124,24 @@ def test_gpu_rows_win_over_cpu_rows(tmp_path) -> None:
     assert "NVIDIA H100" in banner and "CPU" not in banner
 
 
-def test_tables_and_targets_from_rows(tmp_path) -> None:
+def test_throughput_table_and_figure_from_rows(tmp_path) -> None:
     rows = [_row("ours-real", 900.0), _row("ours-synthetic", 1000.0), _row("eager-reference", 500.0),
             _row("ours-real", 80.0, model="convnext_tiny"), _row("ours-synthetic", 100.0, model="convnext_tiny"),
-            _row("eager-reference", 90.0, model="convnext_tiny"),
-            _row("packed-1", 1000.0, processes=1), _row("packed-4", 2500.0, processes=4)]
+            _row("eager-reference", 90.0, model="convnext_tiny")]
     _write(tmp_path, "gpu.json", rows)
     rows = performance.measured_rows(performance.load_rows(tmp_path))
-    table = performance.throughput_table(rows)
+    table = performance.throughput(rows).set_index("model")
     assert list(table.index) == ["convnextv2_atto", "convnext_tiny"]
     assert table.loc["convnextv2_atto", "synthetic ÷ eager"] == 2.0
     assert table.loc["convnext_tiny", "real ÷ synthetic"] == 0.8
-    targets = performance.targets_table(rows)["met"]
-    assert targets["ours-synthetic ÷ eager-reference, atto @ 32 px"] == "yes"
-    assert targets["ours-synthetic ÷ eager-reference, convnext_tiny @ 224 px"] == "no"  # 100 / 90 < 1.2
-    assert targets["packed-4 ÷ packed-1 (aggregate), atto"] == "yes"
-    assert targets["ours-real ÷ ours-synthetic, convnext_tiny"] == "no"
-    packed = performance.packed_table(rows)
-    assert packed.loc[4, "× K = 1"] == 2.5 and packed.loc[4, "per process img/s"] == 625.0
-    cost = performance.epoch_cost(rows, train_images=45_000, epochs=10)
-    assert cost.loc["convnextv2_atto", "s / epoch (ours-real)"] == 50.0
-    assert cost.loc["convnextv2_atto", "min / 10 epochs (ours-real)"] == pytest.approx(8.3)
-    for fig in (performance.plot_throughput(rows), performance.plot_packed(rows)):
-        assert fig.axes and fig.axes[0].has_data()
+    assert performance.plot_throughput(performance.throughput(rows)).axes[0].has_data()
 
 
 def test_no_rows_yet(tmp_path) -> None:
     rows = performance.measured_rows(performance.load_rows(tmp_path / "missing"))
     assert rows.attrs["kind"] == "none" and "No measurements yet" in performance.benchmark_banner(rows).data
-    assert performance.throughput_table(rows).empty and performance.packed_table(rows).empty
-    assert (performance.targets_table(rows)["met"] == "not measured").all()
-    assert not performance.plot_throughput(rows).axes[0].has_data()
+    assert performance.throughput(rows).empty
+    assert not performance.plot_throughput(performance.throughput(rows)).axes[0].has_data()
 
 
 def test_committed_rows_are_labelled() -> None:

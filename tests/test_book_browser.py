@@ -13,7 +13,9 @@ and ``selenium``; set ``CHROMIUM`` / ``CHROMEDRIVER`` for other locations.
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,3 +141,36 @@ def test_chapters_with_figures_show_them(html, browser):
         _wait_loaded(browser)
         count = browser.execute_script("return document.querySelectorAll('main img').length")
         assert count >= 3, f"{page} shows only {count} figures"
+
+
+def _visible(html_file: Path) -> str:
+    """The text of a page's article, roughly as a reader sees it (tags removed, whitespace collapsed)."""
+    main = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", html_file.read_text().split("<main", 1)[1], flags=re.S)
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", main)))
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_reads_well(page, html):
+    """The committed (smoke) state as a reader meets it: no machinery, no raw values, numbered chapters and
+    figures with captions and real alt text, and never a placeholder inside a sentence."""
+    source = (html / f"{page}.html").read_text()
+    text = _visible(html / f"{page}.html")
+    for machinery in ("record_path", ".finish(", "getsource", "chapter.start(", "Show code cell", "IPython.core",
+                      "{glue", "'identity'", "NaN", "params_M", "gpu_minutes"):
+        assert machinery not in text, f"{page} shows {machinery!r}"
+    assert not re.search(r"[a-z,] \*?\*?(CPU )?smoke configuration — not a result", text, re.I), "placeholder in prose"
+    name = Path(page).name
+    if name[:2].isdigit():
+        assert re.search(rf"<h1><span class=\"section-number\">{int(name[:2])}\. </span>", source), "unnumbered"
+    for figure in re.findall(r"<figure.*?</figure>", source, flags=re.S):
+        assert re.search(r'caption-number">Fig\. \d+\.\d+ ', figure), "a figure without a numbered caption"
+        alt = re.search(r'<img alt="([^"]*)"', figure).group(1)
+        assert len(alt) > 30 and not re.fullmatch(r"[0-9a-f]+", alt), f"alt text {alt!r}"
+    if name in ("index", "01_introduction", "08_results"):
+        assert "Status at a glance Measured:" in text and "Awaiting a GPU:" in text
+        assert "CONVNEXT_REPORT_" not in text and "pytest" not in text, "testing and environment: the README"
+    if name == "08_results":
+        assert "Download this table as CSV" in text and "— (smoke run)" in text
+    if name == "status":
+        assert all(f'href="{p}.html"' in source for p in ("02_architecture", "04_baseline", "09_performance"))
+        assert "tools/execute_chapters --smoke --chapters 04_baseline" in text

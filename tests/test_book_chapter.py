@@ -1,4 +1,4 @@
-"""chapter: parameters (declared, changed, refused), folders, records, banners, backbones and recipes."""
+"""chapter: parameters (declared, changed, refused), folders, records, banner, findings, backbones and recipes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from convnext_report.config import TrainConfig
 from convnext_report.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from convnext_report.report import backbones, banners, chapter, recipes
+from convnext_report.report import backbones, chapter, recipes
 
 
 #: the parameters cell of the chapters below (``04_x`` has a smoke file in the test's book)
@@ -51,9 +51,6 @@ def test_the_smoke_file_and_passed_values_are_told_apart():
     assert ch.changed == {"smoke": (False, "smoke file"), "epochs": (30, "smoke file"),
                           "seeds": ([0, 1, 2], "smoke file"), "lr": (1e-3, "passed (-p/-y)")}
     assert ch.record["changed"]["epochs"] == {"full": 30, "value": 1, "by": "smoke file"}
-    table = ch.settings()
-    assert table.loc["epochs", "value"] == "1" and table.loc["epochs", "full configuration"] == "30"
-    assert table.loc["lr", "set by"] == "passed (-p/-y)" and table.loc["dataset", "set by"] == "default"
     # -p epochs 2 with the smoke file: 2 is not the smoke file's value, so it reads as passed
     assert start(smoke=True, epochs=2).changed["epochs"] == (30, "passed (-p/-y)")
     # without smoke, a value that equals the smoke file's is still passed
@@ -76,13 +73,26 @@ def test_parameters_come_from_the_notebook_by_default(book_copy):
     assert ch.epochs == 3 and ch.dyt_alpha_init == 0.5 and ch.changed == {"epochs": (20, "passed (-p/-y)")}
 
 
-def test_banner_says_smoke_and_not_a_result():
-    text = start(smoke=True, epochs=1, lr=0.5).banner().data
-    assert text.startswith("```{admonition} CPU smoke configuration — not a result")
-    assert ":class: warning" in text and "`epochs` 30 → 1 (smoke file)" in text
-    assert "`lr` 0.001 → 0.5 (passed" in text
-    full = start(lr=0.5).banner().data
-    assert "Executed on CPU" in full and "Changed from the full configuration: `lr` 0.001 → 0.5" in full
+def test_banner_lists_the_smoke_files_and_the_passed_values_apart():
+    text = chapter.chapter_banner(start(smoke=True, epochs=1, lr=0.5).record)
+    assert text.startswith("```{admonition} Smoke configuration — not a result") and ":class: warning" in text
+    assert "- set by the smoke file: `epochs` 30 → 1, `seeds`" not in text  # seeds were not changed here
+    assert "- set by the smoke file: `epochs` 30 → 1\n- passed with `-p`/`-y`: `lr` 0.001 → 0.5" in text
+    assert "`smoke`" not in text  # the configuration is the title, not a change
+    full = chapter.chapter_banner(start(lr=0.5).record)
+    assert "Executed in the full configuration on" in full and ":class: note" in full
+    assert "- passed with `-p`/`-y`: `lr` 0.001 → 0.5" in full and "smoke file" not in full
+    assert "defaults in:" not in chapter.chapter_banner(start().record)
+
+
+def test_findings_say_no_results_once_in_smoke_and_the_sentence_in_full():
+    rows = [{"key": "k", "configuration": "smoke", "mean": 40.0, "std": None, "n_seeds": 1, "metric": "top-1"}]
+    smoke = start(smoke=True, epochs=1)
+    assert smoke.findings(rows, "It reaches {k}.").data == chapter.NO_RESULTS
+    assert smoke.findings(rows, "Again {k}.") is None  # said once per page: the cell shows nothing
+    full = [{**rows[0], "configuration": "full"}]
+    assert start().findings(full, "It reaches **{k}** in {epochs} epochs.").data == \
+        "It reaches **40.0 % (1 seed)** in 30 epochs."
 
 
 def test_config_maps_parameters_and_changes(tmp_path):
@@ -106,13 +116,6 @@ def test_finish_writes_the_record(tmp_path):
     assert {"device", "python", "timm", "git_commit", "git_dirty"} <= set(env)
     assert record["results"] == [{"key": "k", "mean": 1.0}] and record["parameters"]["epochs"] == 30
     assert record["changed"] == {"lr": {"full": 1e-3, "value": 0.5, "by": "passed (-p/-y)"}}
-
-
-def test_records_banner():
-    assert "No chapter" in banners.records_banner([]).data
-    smoke = banners.records_banner([{"chapter": "a", "configuration": "smoke"}, {"chapter": "b"}]).data
-    assert "1 of the 2" in smoke and "not a result" in smoke
-    assert "full configuration" in banners.records_banner([{"chapter": "b", "configuration": "full"}]).data
 
 
 def test_a_missing_backbone_says_what_to_run():

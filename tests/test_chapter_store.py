@@ -58,12 +58,10 @@ def test_a_second_sweep_trains_nothing(trained, data_root):
 def test_records_say_where_runs_were_trained(trained, data_root):
     start("06_t", data_root, seeds=[0]).sweep({"a": {}})
     ch = start("06_t", data_root, seeds=[0, 1])
-    banner = ch.banner()
     ch.sweep({"a": {}})
     record = json.loads(ch.finish().read_text())
-    assert [r["from"] for r in record["runs"]] == ["store", "trained"]
-    assert record["provenance"]["from_store"] == 1 and record["provenance"]["trained_here"] == 1
-    assert "1 read back from the result store" in banner.data and record["runs"][0]["key"]
+    assert [r["from"] for r in record["runs"]] == ["store", "trained"] and record["runs"][0]["key"]
+    assert "Its runs: 2 runs (1 from the store) on " in chapter.chapter_banner(record)
 
 
 def test_the_runner_asks_before_each_start_and_reports_each_stored_run(trained, data_root):
@@ -90,14 +88,14 @@ def test_packed_runs_each_train_in_a_process_and_are_stored_as_they_finish(train
 
 def test_weights_needed_trains_a_stored_run_again_once(trained, data_root, tmp_path):
     """Chapter 3: its run is stored, but chapters 4-5 need the weights, which are not on this machine."""
-    first = start("03_t", data_root, seeds=[0]).train("pretrain", weights=True)
+    first = start("03_t", data_root, seeds=[0]).sweep({"pretrain": {}}, weights=True)["pretrain"][0]
     assert len(trained) == 1 and (first.path / "checkpoint_best.pt").is_file()
-    start("03_t", data_root, seeds=[0]).train("pretrain", weights=True)
+    start("03_t", data_root, seeds=[0]).sweep({"pretrain": {}}, weights=True)
     assert len(trained) == 1, "weights here: nothing to train"
     shutil.rmtree(first.path)  # a fresh machine: the store has the run, the weights are gone
-    stored = start("03_t", data_root, seeds=[0]).train("pretrain")
+    stored = start("03_t", data_root, seeds=[0]).sweep({"pretrain": {}})["pretrain"][0]
     assert len(trained) == 1 and (stored.path / "store.json").is_file()  # weights not asked for: the stored run
-    again = start("03_t", data_root, seeds=[0]).train("pretrain", weights=True)
+    again = start("03_t", data_root, seeds=[0]).sweep({"pretrain": {}}, weights=True)["pretrain"][0]
     assert len(trained) == 2 and (again.path / "checkpoint_best.pt").is_file()
     entries = list((tmp_path / "runs" / "results" / "03_t").iterdir())
     assert len(entries) == 1  # the entry was replaced, not duplicated

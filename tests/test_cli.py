@@ -73,7 +73,8 @@ def test_bad_value_is_a_usage_error_before_any_work(tmp_path: Path, data_root: P
 
 
 def test_help_is_plain_text(capsys) -> None:
-    for args in (("--help",), ("train", "--help"), ("plan", "--help")):
+    for args in (("--help",), ("train", "--help"), ("plan", "--help"), ("publish", "--help"), ("runs", "--help"),
+                 ("runs", "compare", "--help")):
         status, out, _ = _main(*args, capsys=capsys)
         assert status == 0 and out
         assert "``" not in out and not re.search(r":\w+:`", out), (args, out)

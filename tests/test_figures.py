@@ -102,8 +102,6 @@ def test_plot_confusion_limits_classes():
 def test_book_only_figures():
     fig = diagrams.plot_roadmap(claims.roadmap_frame(), reference={"Swin-T": claims.SWIN_T_TOP1})
     assert len(fig.axes[0].patches) == len(claims.ROADMAP)
-    fig = diagrams.plot_blocks()
-    assert [ax.get_title() for ax in fig.axes] == list(diagrams.BLOCKS)
     assert len(diagrams.plot_dyt([0.5, 2.0]).axes[0].lines) == 3
     before = np.linspace(1, 3, 16)
     assert len(diagrams.plot_grn(before, before * 1.5).axes) == 2
@@ -114,13 +112,9 @@ def test_book_only_figures():
     assert len(figures.plot_alpha(alpha, hue="stage").axes[0].lines) == 2
 
 
-def test_curves_bars_and_versus_source():
+def test_curves_and_bars():
     curves = pd.concat([history().assign(label=l, seed=s) for l in ("a", "b") for s in (0, 1)])
     assert len(figures.plot_curves(curves).axes[0].lines) == 2
     summary = pd.DataFrame({"x": ["m1", "m1", "m2", "m2"], "h": ["o1", "o2"] * 2, "mean": [1, 2, 3, 4],
                             "std": [0.1, None, 0.2, 0.3]})
     assert len(figures.plot_metric_bars(summary, x="x", hue="h", reference={"ref": 2.5}).axes[0].patches) == 4
-    empty = diagrams.plot_versus_source(pd.DataFrame(columns=["experiment", "this book", "std", "source"]))
-    assert "not results" in empty.axes[0].texts[0].get_text()
-    full = pd.DataFrame({"experiment": ["e"], "this book": [60.0], "std": [1.0], "source": [82.61]})
-    assert len(diagrams.plot_versus_source(full).axes[0].patches) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from convnext_report import selection
 from convnext_report.config import TrainConfig
-from convnext_report.report import claims, results, tables
+from convnext_report.report import claims, experiments, results, tables
 
 
 def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), train=(0.35, 0.60, 0.80),
@@ -35,8 +36,9 @@ def fake_run(tmp_path: Path, *, label="a", seed=0, held_out=(0.30, 0.50, 0.40), 
 
 def test_roadmap_and_claims():
     frame = claims.roadmap_frame()
-    assert frame["top1"].iloc[0] == 76.1 and frame["top1"].iloc[-1] == 82.0
-    assert list(frame.columns) == ["step", "top1", "group", "change"]
+    top1 = frame["ImageNet-1K top-1 (%)"]
+    assert top1.iloc[0] == 76.1 and top1.iloc[-1] == 82.0
+    assert list(frame.columns) == ["step", "ImageNet-1K top-1 (%)", "design level", "change (points)"]
     assert claims.source_value("000_baseline") == 82.61
     assert claims.source_value("000_improved") == 86.30
     with pytest.raises(KeyError, match="known"):
@@ -64,62 +66,65 @@ def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
     row = tables.run_summary(held_out)
     assert row["top1"] == pytest.approx(45.0) and row["selection_top1"] == pytest.approx(50.0)
     assert row["gap"] == pytest.approx(60.0 - 45.0) and row["peeked_top1"] == pytest.approx(47.0)
-    assert "test top-1 (%)" in tables.show(tables.runs_frame([held_out]), ["label", "top1"]).columns
+    assert "| run | test top-1 (%) |" in tables.show(tables.runs_frame([held_out]), ["label", "top1"])._repr_markdown_()
     gpu = tables.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
     assert gpu["gpu_minutes"] == pytest.approx(1.0) and gpu["device"] == "NVIDIA H100"
 
 
-def test_summarise_mean_std_and_formatting(tmp_path):
+def test_summarise_mean_std(tmp_path):
     runs = {"x": [fake_run(tmp_path, label="x", seed=s, held_out=(0.1, v)) for s, v in enumerate((0.40, 0.50))],
             "y": [fake_run(tmp_path, label="y", held_out=(0.2, 0.3))]}
     summary = tables.summarise(tables.runs_frame(runs))
     x = summary.set_index("label").loc["x"]
     assert x["mean"] == pytest.approx(45.0) and x["std"] == pytest.approx(math.sqrt(50.0)) and x["n"] == 2
     assert math.isnan(summary.set_index("label").loc["y", "std"])
-    assert tables.mean_std(45.0, 7.07, 2) == "45.0 ± 7.1 (2 seeds)"
-    assert tables.mean_std(30.0, float("nan"), 1) == "30.0 (1 seed)"
-    assert tables.mean_std(float("nan")) == "—"
-    versus = tables.versus_reference(summary, "x")
-    assert versus.set_index("label").loc["y", "change vs x"] == pytest.approx(-15.0)
-    with pytest.raises(ValueError, match="labels"):
-        tables.versus_reference(summary, "missing")
+    curves = tables.curves_frame(runs)
+    assert set(curves["label"]) == {"x", "y"} and len(curves) == 6
 
 
-def test_pivot_select_and_curves(tmp_path):
-    runs = {f"{m} / {o}": [fake_run(tmp_path, label=f"{m}{o}", model=m, optimizer=o)]
-            for m in ("convnextv2_atto", "convnextv2_nano") for o in ("sgd", "adamw")}
-    summary = tables.summarise(tables.runs_frame(runs), by=["model", "optimizer"])
-    table = tables.pivot_mean_std(summary, index="model", columns="optimizer")
-    assert table.shape == (2, 2) and table.loc["convnextv2_atto", "sgd"] == "50.0"
-    assert list(tables.select(runs, model="convnextv2_nano")) == ["convnextv2_nano / sgd", "convnextv2_nano / adamw"]
-    curves = tables.curves_frame(tables.select(runs, optimizer="sgd"))
-    assert set(curves["label"]) == {"convnextv2_atto / sgd", "convnextv2_nano / sgd"} and len(curves) == 6
+def test_one_table_format_for_every_page():
+    frame = pd.DataFrame({"label": ["a|b", "c"], "top1": [41.234, float("nan")], "params_M": [3.7, None],
+                          "GMACs_32": [0.0012, 1.5], "note": ["x_y", tables.Markdown("[log](l.txt)")]})
+    text = tables.show(frame)._repr_markdown_()
+    header, rule, first, second = text.splitlines()
+    assert header == "| run | test top-1 (%) | parameters (M) | GMACs at 32 px | note |"  # readable, with units
+    assert rule == "|---|---:|---:|---:|---|"  # numbers right-aligned, no index column
+    assert first == "| a\\|b | 41.2 | 3.7 | 0.0012 | x\\_y |"  # escaped text, tiny values not shown as 0.0
+    assert second == "| c | — | — | 1.5 | [log](l.txt) |"  # "—" for missing, Markdown cells kept
+    assert "NaN" not in repr(tables.show(frame)) and "0 " not in repr(tables.show(frame)).splitlines()[1][:2]
+    settings = tables.show({"model": "m", "lr": 0.001}, digits=None)._repr_markdown_()
+    assert settings.splitlines()[0] == "| setting | value |" and "| lr | 0.001 |" in settings
 
 
 def test_headline_rows_and_source_keys(tmp_path):
     runs = [fake_run(tmp_path, seed=s, held_out=(0.1, v), model="convnextv2_base", optimizer="sgd",
-                     extra={"recipe": "source"}) for s, v in enumerate((0.30, 0.34))]
-    row = results.headline("opt_x", runs, experiment="base sgd", chapter="06", source_key="001_test2_base_sgd")
-    assert row["mean"] == pytest.approx(32.0) and row["n_seeds"] == 2
-    assert row["dataset"].startswith("tiny-imagenet-32") and row["resolution"] == "32 px, stem stride 2"
+                     extra={"recipe": "source", "chapter": "06_optimisers"}) for s, v in enumerate((0.30, 0.34))]
+    row = results.headline("opt_x", runs, experiment="base sgd", source_key="001_test2_base_sgd")
+    assert row["mean"] == pytest.approx(32.0) and row["n_seeds"] == 2 and row["chapter"] == "06_optimisers"
+    assert row["dataset"] == "tiny-imagenet-32, 32 px" and row["epochs"] == "2 of ≤30 (early stopping)"
     with pytest.raises(KeyError):
-        results.headline("k", runs, experiment="e", chapter="c", source_key="typo")
+        results.headline("k", runs, experiment="e", source_key="typo")
     assert claims.source_001_key(runs[0].config) == "001_test2_base_sgd"
     assert claims.source_001_key(TrainConfig(model="convnextv2_base", optimizer="sgd")) is None  # not the source recipe
+    rows = results.headlines("opt", {"Base / SGD": runs}, title="Source", source_key=claims.source_001_key)
+    assert rows[0]["key"] == "opt_base_sgd" and rows[0]["source_key"] == "001_test2_base_sgd"
 
 
 def _records(tmp_path: Path, configuration: str) -> list[dict]:
     env = {"device": "CPU (2 cores)", "device_type": "cpu", "python": "3.11", "torch": "2.x", "timm": "1.x",
            "git_commit": "abc", "git_dirty": True}
     results = [{"key": "baseline_top1", "experiment": "Frozen", "chapter": "04_baseline", "metric": "test top-1 (%)",
-                "mean": 61.234, "std": 0.5, "n_seeds": 3, "dataset": "cifar10", "resolution": "32 px",
-                "epochs": "12", "minutes": 3.0, "gpu_minutes": 0.0, "source_key": "000_baseline", "note": ""},
+                "mean": 61.234, "std": 0.5, "n_seeds": 3, "dataset": "cifar10, 32 px", "model": "convnext_tiny",
+                "params_M": 27.9, "epochs": "12", "gpu_minutes": 0.0, "device": "CPU", "source_key": "000_baseline",
+                "runs": ["abc123"]},
                {"key": "opt_source_cifar100_convnextv2_atto_sgd", "experiment": "Source recipe: atto / sgd",
-                "chapter": "06", "metric": "test top-1 (%)", "mean": 20.0, "std": None, "n_seeds": 1,
-                "dataset": "tin", "resolution": "32", "epochs": "1", "source_key": None}]
+                "chapter": "06_optimisers", "metric": "test top-1 (%)", "mean": 20.0, "std": None, "n_seeds": 1,
+                "dataset": "tin", "epochs": "1", "source_key": None, "runs": ["def456"]}]
+    results = [{**r, "configuration": configuration} for r in results]
     records = [{"chapter": "04_baseline", "title": "Baseline", "configuration": configuration, "environment": env,
                 "finished_at": "2026-01-02T03:04:05+00:00", "minutes": 1.25, "gpu_minutes": 0.0,
-                "results": results, "runs": [{"label": "baseline", "seed": 0, "top1": 61.0}]}]
+                "results": results, "runs": [{"label": "baseline", "seed": 0, "top1": 61.0, "key": "abc123",
+                                              "store_entry": "04_baseline/baseline-s0-abc123"}]}]
     folder = tmp_path / configuration
     folder.mkdir()
     (folder / "04_baseline.json").write_text(json.dumps(records[0]))
@@ -129,71 +134,85 @@ def _records(tmp_path: Path, configuration: str) -> list[dict]:
 def test_load_records_and_status_table(tmp_path):
     _records(tmp_path, "full")
     records = results.load_records(tmp_path / "full")
-    status = results.status_table(records)
-    assert status.loc[0, "device"] == "CPU (2 cores)" and status.loc[0, "GPU minutes"] == 0.0
-    assert status.loc[0, "commit"] == "abc (+ local changes)" and status.loc[0, "executed"] == "2026-01-02 03:04"
+    text = results.status_table(records)._repr_markdown_()
+    header, _, row = text.splitlines()
+    assert header == "| page | configuration | executed | runs | commit | execute again |"
+    assert row.startswith("| [4. Baseline](04_baseline.ipynb) | full | 2026-01-02, CPU (2 cores), 1.2 min | 1 run (0 from "
+                          "the store) on unknown device, date unknown, 0.0 min (0.0 GPU min) |")
+    assert "`abc` with local changes; git cannot compare it with HEAD" in row  # an unknown commit
+    assert "`tools/execute_chapters --chapters 04_baseline`" in row
     assert results.load_records(tmp_path / "missing") == []
-    assert results.runs_table(records).loc[0, "label"] == "baseline"
+    assert results.state({"chapter": "02_architecture"}) == "not training"
+    assert results.state({"chapter": "04_baseline", "configuration": "smoke"}) == "smoke"
 
 
 def test_results_table_never_shows_smoke_numbers(tmp_path):
-    smoke = results.results_table(_records(tmp_path, "smoke"))
-    assert (smoke["this book"] == results.SMOKE_LABEL).all()
-    assert "61.2" not in smoke.to_string()
-    full = results.results_table(_records(tmp_path, "full"))
-    assert full.loc[0, "this book"] == "61.2 ± 0.5 % (3 seeds)"
-    assert full.loc[0, "source"] == "82.61 % (source 000)"
+    smoke_rows = results.headline_rows(_records(tmp_path, "smoke"))
+    smoke = results.headline_table(smoke_rows)._repr_markdown_()
+    assert "61.2" not in smoke and "— (smoke run)" in smoke and "82.61 % (000)" in smoke
+    assert "`papermill book/04_baseline.ipynb out.ipynb -f book/params/04_baseline.smoke.yaml`" in smoke
+    full = results.headline_table(results.headline_rows(_records(tmp_path, "full")))._repr_markdown_()
+    assert "| 61.2 ± 0.5 % (3 seeds) | 82.61 % (000) |" in full
+    assert "[ch. 4](04_baseline.ipynb)" in full
+    assert "[config](../results/smoke/04_baseline/baseline-s0-abc123/config.yaml)" in smoke
+    csv = base64.b64decode(results.results_csv(smoke_rows).data
+                           .split("base64,")[1].split('"')[0]).decode()
+    assert "61.234" not in csv and "82.61" in csv
 
 
-def test_glue_values(tmp_path):
-    values = results.glue_values(_records(tmp_path, "smoke"))
-    assert set(results.GLUE_KEYS) <= set(values)
-    assert values["baseline_top1"] == results.SMOKE_LABEL
-    assert values["improved_top1"] == "not executed yet"
-    assert values["src_000_baseline"] == "82.61 %"
-    full = results.glue_values(_records(tmp_path, "full"))
-    assert full["baseline_top1"].startswith("61.2")
-    assert full["optim_best_source"].endswith("(Source recipe: atto / sgd)")
-    assert results.find_headline(_records(tmp_path, "full2"), "baseline_top1")["configuration"] == "full2"
+def test_paragraphs_are_written_only_with_their_numbers(tmp_path):
+    full, smoke = (results.texts(results.headline_rows(_records(tmp_path, c))) for c in ("full", "smoke"))
+    assert full["baseline_top1"] == "61.2 ± 0.5 % (3 seeds)" and smoke["baseline_top1"] is None
+    assert full["src_000_baseline"] == "82.61 %"
+    assert results.paragraph("Ours {baseline_top1}, theirs {src_000_baseline}.", full) == \
+        "Ours 61.2 ± 0.5 % (3 seeds), theirs 82.61 %."
+    assert results.paragraph("Ours {baseline_top1}.", smoke) == ""  # never a placeholder in a sentence
+    assert results.paragraph("Ours {improved_top1}.", full) == ""  # not executed yet
 
 
-def test_versus_frame_only_full_rows(tmp_path):
-    assert results.versus_frame(_records(tmp_path, "smoke")).empty
-    frame = results.versus_frame(_records(tmp_path, "full"))
-    assert frame.loc[0, "source"] == 82.61 and frame.loc[0, "this book"] == pytest.approx(61.234)
+def test_rerun_command_lists_what_was_passed():
+    record = {"configuration": "smoke", "changed": {"epochs": {"full": 30, "value": 1, "by": "smoke file"},
+                                                    "lr": {"full": 1e-3, "value": 0.5, "by": "passed (-p/-y)"},
+                                                    "seeds": {"full": [0, 1], "value": [3], "by": "passed (-p/-y)"}}}
+    assert results.rerun_command("04_baseline", record) == ("papermill book/04_baseline.ipynb out.ipynb -f "
+                                                            "book/params/04_baseline.smoke.yaml -p lr 0.5 -y 'seeds: [3]'")
 
 
-def test_alpha_frame_and_throughput(tmp_path):
+def test_glance_says_what_is_measured_and_what_awaits_a_gpu():
+    benchmarks = pd.DataFrame()
+    records = [{"chapter": "04_baseline", "configuration": "smoke"}, {"chapter": "02_architecture"}]
+    html = results.glance(records, benchmarks).data
+    assert "Status at a glance" in html and "chapter 2</a>" in html
+    assert '<a href="04_baseline.html">4</a> ran only in the smoke configuration' in html
+    assert "have not been executed" in html and "speed on a GPU" in html
+    full = results.glance([{"chapter": c, "configuration": "full"} for c in experiments.TRAINING_CHAPTERS],
+                          benchmarks).data
+    assert "every training chapter has results" not in full  # the GPU speed still waits
+    assert "the results of chapters" in full and "smoke" not in full
+
+
+def test_change_and_best_texts(tmp_path):
+    runs = []
+    for seed, (final, peeked) in enumerate(((0.40, 0.44), (0.42, 0.43))):
+        run = fake_run(tmp_path, label="x", seed=seed, selection="holdout")
+        run.record.update(final_top1=final, peeked_top1=peeked)
+        runs.append(run)
+    row = results.headline("k", runs, experiment="e")
+    assert row["mean"] == pytest.approx(41.0) and row["peeked_mean"] == pytest.approx(43.5)
+    texts = results.texts([{**row, "configuration": "full"}])
+    assert texts["k"] == "41.0 ± 1.4 % (2 seeds)" and texts["k_peeked"] == "43.5 % (+2.5 points)"
+    smoke = results.texts([{**row, "configuration": "smoke"}])
+    assert smoke["k"] is None and smoke["k_peeked"] is None
+    first, second = {**row, "configuration": "full"}, {**row, "mean": 44.0, "configuration": "full"}
+    assert results.change_text(first, second) == "+3.0 ± 2.0 points"
+    assert results.change_text(None, second) is None
+    assert results.best_text([first, {**second, "key": "k2", "experiment": "better"}], "k").endswith("with better")
+
+
+def test_alpha_frame(tmp_path):
     run = fake_run(tmp_path, label="dyt", norm="dyt")
     pd.DataFrame({"epoch": [0, 0, 1, 1], "layer": ["stem.1", "stages.2.blocks.0.norm"] * 2,
                   "alpha": [0.5, 0.5, 0.6, 0.4]}).to_csv(run.path / "dyt_alpha.csv", index=False)
     frame = tables.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
     assert list(frame["stage"].unique()) == ["stem", "stage 3"] and len(frame) == 4
     assert tables.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
-    speed = tables.throughput({"dyt": [run]})
-    assert speed.loc[0, "images/s"] == 500.0 and speed.loc[0, "ms/step"] == pytest.approx(1000 * 256 / 500, rel=1e-3)
-
-
-def test_peeking_and_chapter_glue_texts(tmp_path):
-    runs = []
-    for seed, (final, peeked) in enumerate(((0.40, 0.44), (0.42, 0.43))):
-        run = fake_run(tmp_path, label="x", seed=seed, selection="holdout")
-        run.record.update(final_top1=final, peeked_top1=peeked)
-        runs.append(run)
-    frame = tables.runs_frame({"x": runs})
-    peek = tables.peeking(frame).set_index("label").loc["x"]
-    assert peek["what peeking adds (points)"] == pytest.approx(2.5)
-    assert peek["best held-out top-1 over the epochs (%)"] == pytest.approx(50.0) and peek["seeds"] == 2
-    line = tables.summary_line(runs[1], source="trained")
-    assert line.startswith("x (seed 1): test top-1 42.00 % at epoch 2 of 3 (selected on held-out training images)")
-    row = results.headline("k", runs, experiment="e", chapter="06")
-    assert row["mean"] == pytest.approx(41.0) and row["peeked_mean"] == pytest.approx(43.5)
-    texts = results.headline_texts([{**row, "configuration": "full"}])
-    assert texts["k"] == "41.0 ± 1.4 % (2 seeds)" and texts["k_peeked"] == "43.5 % (+2.5 points)"
-    smoke = results.headline_texts([{**row, "configuration": "smoke"}])
-    assert smoke["k"] == smoke["k_peeked"] == results.SMOKE_LABEL
-    first, second = {**row, "configuration": "full"}, {**row, "mean": 44.0, "configuration": "full"}
-    assert results.change_text(first, second) == "+3.00 ± 2.00 points"
-    assert results.change_text(None, second).startswith("—")
-    assert results.best_text([first, {**second, "key": "k2", "experiment": "better"}], "k").endswith("(better)")
-    assert results.double_source_text() == "71.4 %"

@@ -90,7 +90,8 @@ def test_rerun_publish_and_re_render_without_training(tmp_path, data_root, copy_
     banner = "\n".join(str(o.get("data", {}).get("text/markdown", ""))
                        for c in nbformat.read(repo / "book" / "04_baseline.ipynb", 4).cells
                        if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "2 read back from the result store" in banner and "`epochs` 30 → 2 (passed (-p/-y))" in banner
+    assert "Its runs: 2 runs (2 from the store) on " in banner
+    assert "- passed with `-p`/`-y`: `epochs` 30 → 2" in banner and "- set by the smoke file: " in banner
 
 
 @pytest.mark.parametrize("passed, message", [(["-p", "lrr", "0.1"], "['lrr'] is not a parameter of this chapter"),

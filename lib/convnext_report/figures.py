@@ -23,10 +23,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .evaluation import EvalResult, first_classes, pick_samples  # noqa: E402
 from .selection import HISTORY_REQUIRED, history_frame  # noqa: E402
 
-__all__ = [
-    "CAPTION_POINTS", "COLORS", "GRID_COLUMNS", "plot_alpha", "plot_confusion", "plot_curves", "plot_first_classes", "plot_history", "plot_metric_bars",
-    "plot_samples", "subplots", "use_style",
-]
+__all__ = ["CAPTION_POINTS", "COLORS", "GRID_COLUMNS", "PAGE_WIDTH", "TICK_POINTS", "plot_alpha", "plot_confusion",
+           "plot_curves", "plot_first_classes", "plot_history", "plot_metric_bars", "plot_samples", "subplots",
+           "use_style"]
 
 #: one colour per role, reused by every plot
 COLORS = {
@@ -45,25 +44,27 @@ COLORS = {
 }
 
 
+#: the book's text column in inches at 100 dpi (about 670 px): a figure this wide is shown at its own size,
+#: so its fonts keep their size on the page; tick labels at TICK_POINTS are about 90 % of the body text
+PAGE_WIDTH, TICK_POINTS = 6.7, 10.5
+
+
 def use_style() -> None:
-    """Apply the book's matplotlib/seaborn style (idempotent)."""
+    """Apply the book's matplotlib/seaborn style (idempotent): page-sized fonts, no offset notation."""
     sns.set_theme(style="whitegrid", context="notebook", palette="deep", font="DejaVu Sans")
-    matplotlib.rcParams.update(
-        {
-            "figure.dpi": 100,
-            "savefig.dpi": 100,
-            "axes.titlesize": 12,
-            "axes.labelsize": 11,
-            "legend.fontsize": 9,
-            "figure.autolayout": False,
-        }
-    )
+    matplotlib.rcParams.update({
+        "figure.dpi": 100, "savefig.dpi": 100, "figure.autolayout": False, "font.size": TICK_POINTS,
+        "xtick.labelsize": TICK_POINTS, "ytick.labelsize": TICK_POINTS, "axes.labelsize": 11,
+        "axes.titlesize": 11.5, "legend.fontsize": 10, "legend.title_fontsize": 10,
+        "axes.formatter.useoffset": False,
+    })
 
 
-def subplots(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float], **kw) -> tuple[Figure, np.ndarray]:
-    """A detached figure in the book's style with a 2-D array of axes."""
+def subplots(nrows: int = 1, ncols: int = 1, *, height: float, width: float = PAGE_WIDTH,
+             **kw) -> tuple[Figure, np.ndarray]:
+    """A detached figure in the book's style (``width`` inches, at most the page's) with a 2-D array of axes."""
     use_style()
-    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, **kw)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(min(width, PAGE_WIDTH), height), squeeze=False, **kw)
     plt.close(fig)  # detached: shown once when a cell returns it
     return fig, axes
 
@@ -94,7 +95,7 @@ def plot_history(history, *, title: str | None = None, best_epoch: int | None = 
     on_test = getattr(getattr(history, "config", None), "selection", "holdout") == "test"
     names = {"train": "train", "selection": "test (selection)" if on_test else "held-out (selection)"}
     frame = _as_frame(history)
-    fig, axes = subplots(1, 2, size=(10.5, 3.8))
+    fig, axes = subplots(1, 2, height=3.4)
     for ax, metric, label in ((axes[0, 0], "acc", "accuracy (%)"), (axes[0, 1], "loss", "loss")):
         for split, name in names.items():
             ax.plot(frame["epoch"], frame[f"{split}_{metric}"], marker="o", ms=4,
@@ -119,7 +120,7 @@ def plot_curves(frame: pd.DataFrame, *, metric: str = "selection_acc", hue: str 
 
     ``frame`` is long: columns ``epoch``, ``metric``, ``hue`` (and ``seed``).
     """
-    fig, axes = subplots(size=(7.5, 4.0))
+    fig, axes = subplots(height=4.0)
     ax = axes[0, 0]
     for i, (name, group) in enumerate(frame.groupby(hue, sort=False)):
         stats = group.groupby("epoch")[metric].agg(["mean", "std"]).fillna(0.0)
@@ -141,7 +142,7 @@ def plot_metric_bars(frame: pd.DataFrame, *, x: str, value: str = "mean", err: s
                      hue: str | None = None, reference: Mapping[str, float] | None = None,
                      ylabel: str = "test top-1 (%)", title: str | None = None) -> Figure:
     """Bars of ``value`` (± ``err``) per ``x`` (and ``hue``); optional labelled reference lines."""
-    fig, axes = subplots(size=(8.0, 4.0))
+    fig, axes = subplots(height=4.0)
     ax = axes[0, 0]
     xs = list(dict.fromkeys(frame[x]))
     hues = list(dict.fromkeys(frame[hue])) if hue else [None]
@@ -196,7 +197,7 @@ def plot_samples(result: EvalResult, images, *, n_correct: int = 8, n_wrong: int
     picks = pick_samples(result, n_correct=n_correct, n_wrong=n_wrong, seed=seed)
     parts = [(picks[picks["correct"]], "correct", n_correct), (picks[~picks["correct"]], "wrong", n_wrong)]
     rows_of = [max(1, -(-n // GRID_COLUMNS)) for _, _, n in parts]
-    fig, axes = subplots(sum(rows_of), GRID_COLUMNS, size=(8.0, 2.25 * sum(rows_of) + 0.5))
+    fig, axes = subplots(sum(rows_of), GRID_COLUMNS, height=1.95 * sum(rows_of) + 0.5)
     first_row = 0
     for (part, kind, n), nrows in zip(parts, rows_of):
         for i in range(nrows * GRID_COLUMNS):
@@ -213,8 +214,8 @@ def plot_samples(result: EvalResult, images, *, n_correct: int = 8, n_wrong: int
         if len(part):
             axes[first_row, 0].set_ylabel(kind, color=COLORS[kind], fontsize=CAPTION_POINTS + 1)
         first_row += nrows
-    fig.suptitle(title or f"{len(parts[0][0])} random correct and {len(parts[1][0])} random wrong predictions "
-                 f"(true → predicted); seed {seed}", fontsize=CAPTION_POINTS + 1)
+    if title:  # a page gives its figures numbered captions instead
+        fig.suptitle(title, fontsize=CAPTION_POINTS + 1)
     fig.tight_layout()
     return fig
 
@@ -229,7 +230,7 @@ def plot_first_classes(result: EvalResult, images, *, k: int = 16, seed: int | N
     picks = first_classes(result, k=k, seed=seed)
     per_class = result.per_class_accuracy
     nrows = max(1, -(-len(picks) // GRID_COLUMNS))
-    fig, axes = subplots(nrows, GRID_COLUMNS, size=(8.0, 2.4 * nrows + 0.5))
+    fig, axes = subplots(nrows, GRID_COLUMNS, height=2.1 * nrows + 0.5)
     for i, ax in enumerate(axes.flat):
         if i >= len(picks):
             ax.axis("off")
@@ -240,8 +241,8 @@ def plot_first_classes(result: EvalResult, images, *, k: int = 16, seed: int | N
         ax.set_title(f"{c}: {_short(row['label_name'], 16)} ({100 * per_class[c]:.0f}%)\n"
                      f"pred: {_short(row['prediction_name'], 16)}",
                      fontsize=CAPTION_POINTS, color=COLORS["correct" if row["correct"] else "wrong"])
-    fig.suptitle(title or f"Classes 0–{len(picks) - 1}: class (accuracy over its images) "
-                 "and the prediction for one image of it", fontsize=CAPTION_POINTS + 1)
+    if title:  # a page gives its figures numbered captions instead
+        fig.suptitle(title, fontsize=CAPTION_POINTS + 1)
     fig.tight_layout()
     return fig
 
@@ -255,20 +256,19 @@ def plot_confusion(confusion, class_names: Sequence[str], *, normalize: bool = T
     if normalize:
         cm = 100.0 * cm / np.clip(cm.sum(axis=1, keepdims=True), 1, None)
     names = [_short(n, 12) for n in class_names[:k]]
-    side = max(4.5, 0.38 * k + 2)
-    fig, axes = subplots(size=(side + 1, side))
+    fig, axes = subplots(height=PAGE_WIDTH - 0.6)
     sns.heatmap(cm, ax=axes[0, 0], cmap="Blues", square=True, annot=k <= 12, fmt=".0f",
                 xticklabels=names, yticklabels=names, cbar_kws={"label": "% of true class" if normalize else "count"})
     axes[0, 0].set_xlabel("predicted")
     axes[0, 0].set_ylabel("true")
-    axes[0, 0].set_title(title or ("confusion matrix" + (f" (first {k} classes)" if k < len(class_names) else "")))
+    axes[0, 0].set_title(title or (f"first {k} classes" if k < len(class_names) else ""))
     fig.tight_layout()
     return fig
 
 
 def plot_alpha(frame: pd.DataFrame, *, hue: str = "layer", title: str | None = None) -> Figure:
     """How DyT's learnable alpha moves during training: ``frame`` has ``epoch``, ``alpha`` and ``hue``."""
-    fig, axes = subplots(size=(8.0, 4.2))
+    fig, axes = subplots(height=4.0)
     ax = axes[0, 0]
     groups = list(frame.groupby(hue, sort=False))
     palette = sns.color_palette("viridis", max(len(groups), 1))
@@ -278,9 +278,13 @@ def plot_alpha(frame: pd.DataFrame, *, hue: str = "layer", title: str | None = N
     ax.set_xlabel("epoch (0: initial value)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("α")
+    low, high = ax.get_ylim()
+    if high - low < 0.1:  # alphas that barely moved: a readable axis instead of 1e-8 steps
+        ax.set_ylim((low + high) / 2 - 0.05, (low + high) / 2 + 0.05)
     if len(groups) <= 12:
-        ax.legend(loc="best", fontsize=8, ncol=2)
-    ax.set_title(title or "DyT α per layer during training")
+        ax.legend(loc="best", ncol=2)
+    if title:  # a page gives its figures numbered captions instead
+        ax.set_title(title)
     fig.tight_layout()
     return fig
 

@@ -1,4 +1,5 @@
-"""What every book chapter shares: its parameters, its runs and its record.
+"""What every book chapter shares: its parameters, its runs, its banner, the paragraphs that report its
+numbers, its record.
 
 A chapter's ``parameters`` cell holds the *full* configuration; papermill sets other values after it
 (``-p``, ``-y``, ``-f book/params/<chapter>.smoke.yaml``). :func:`start` takes the values from the
@@ -15,25 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from ..atomic import write_text_atomic
 from ..config import TrainConfig
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
-from ..atomic import write_text_atomic
 from ..runfolder import Run
 from . import store
-from .banners import Banner, chapter_banner, provenance, settings_table
 from .experiments import defaults as notebook_defaults, read_files, run_config, seeds_of, smoke_file
-from .results import glue_texts, headline, headline_texts, headlines
+from .glue import glue
+from .results import paragraph, provenance_text, texts
 from .runner import Obtained, Pending, prepare, runs_folder, train_missing
-from .tables import run_summary, summary_line
+from .tables import run_summary
 
-__all__ = ["PASSED", "SMOKE_FILE", "Chapter", "environment", "parameters", "start"]
+__all__ = ["NO_RESULTS", "PASSED", "SMOKE_FILE", "Chapter", "admonition", "chapter_banner", "environment", "markdown",
+           "parameters", "start"]
 
 SMOKE_FILE, PASSED = "smoke file", "passed (-p/-y)"  #: who set a value that differs from the cell's default
 _PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+#: what a smoke page says, once, where its paragraphs about results would be
+NO_RESULTS = ("*No results yet: in the smoke configuration this page only shows that its code runs. The sentences "
+              "that report its numbers appear here when it runs in the full configuration.*")
 
 
 def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,12 +47,46 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 
 def environment(device: str = "auto") -> dict[str, Any]:
     """Where a chapter runs: device, versions and git commit (from :mod:`convnext_report.environment`)."""
-    dev = resolve_device(device)
-    versions, git = package_versions(), git_state()
+    dev, versions, git = resolve_device(device), package_versions(), git_state()
     return {"device": device_name(dev), "device_type": dev.type, "python": versions["python"],
-            "torch": versions.get("torch") or "not installed", "timm": versions.get("timm") or "not installed",
-            "convnext_report": versions.get("convnext-report") or "not installed",
+            **{k: versions.get(k.replace("_", "-")) or "not installed" for k in ("torch", "timm", "convnext_report")},
             "git_commit": (git["commit"] or "no commit yet")[:10], "git_dirty": bool(git["dirty"])}
+
+
+def admonition(title: str, body: str, kind: str = "warning") -> str:
+    """A MyST admonition (``nb_render_markdown_format: myst`` renders it)."""
+    return f"```{{admonition}} {title}\n:class: {kind}\n\n{body}\n```"
+
+
+def markdown(text: str) -> Any:
+    """IPython's Markdown display object (IPython exists wherever a notebook runs); None (a cell shows nothing)
+    for no text."""
+    from IPython.display import Markdown
+
+    return Markdown(text) if text else None
+
+
+def chapter_banner(record: Mapping[str, Any]) -> str:
+    """The box at the top of a chapter, from its record: configuration, device and date, every value the smoke
+    file and the command line (``-p``/``-y``) changed, and (once it has them) where and how long its runs took."""
+    def changes(by: str) -> str:
+        return ", ".join(f"`{k}` {c['full']!r} → {c['value']!r}" for k, c in record["changed"].items()
+                         if c["by"] == by and k != "smoke")
+
+    env, date = record["environment"], record["started_at"][:10]
+    listed = [f"- {what}: {changes(by)}" for what, by in (("set by the smoke file", SMOKE_FILE),
+                                                          ("passed with `-p`/`-y`", PASSED)) if changes(by)]
+    where = f"on **{env['device']}** on {date} ([status of every chapter](status.ipynb))"
+    if record["configuration"] == "smoke":
+        body = (f"Executed {where} in the **smoke configuration**: every cell runs, on tiny subsets and a few short "
+                "epochs, so its numbers say nothing about the methods. It differs from the full configuration (the "
+                "parameters cell's defaults) in:")
+        title, kind = "Smoke configuration — not a result", "warning"
+    else:
+        body, title, kind = f"Executed in the full configuration {where}." + (
+            " It differs from the parameters cell's defaults in:" if listed else ""), "Full configuration", "note"
+    runs = f"Its runs: {provenance_text(record['runs'])}." if record.get("runs") else ""
+    return admonition(title, "\n\n".join([body, "\n".join(listed), runs]), kind)
 
 
 @dataclass
@@ -63,7 +100,8 @@ class Chapter:
     changed: dict[str, tuple[Any, str]] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     obtained: list[Obtained] = field(default_factory=list)
-    _banner: Banner | None = field(default=None, repr=False)
+    _banner: Any = field(default=None, repr=False)
+    _said_no_results: bool = field(default=False, repr=False)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def __getattr__(self, key: str) -> Any:
@@ -84,14 +122,14 @@ class Chapter:
     def configuration(self) -> str:
         return "smoke" if self.smoke else "full"
 
-    def banner(self) -> Banner:
-        """The box saying where and in which configuration this page ran (:meth:`finish` adds its runs)."""
-        self._banner = Banner(chapter_banner(self.record, self.changed), display_id=f"banner-{self.name}")
-        return self._banner
+    def banner(self) -> None:
+        """Show the box saying where and in which configuration this page ran (:meth:`finish` adds its runs);
+        glue every parameter for ``{glue:text}`name``` in the prose."""
+        from IPython.display import display
 
-    def settings(self) -> pd.DataFrame:
-        """The parameters as a table: value, the full configuration's where it differs, who set it."""
-        return settings_table(self.params, self.changed)
+        for key, value in self.params.items():
+            glue(key, value)
+        self._banner = display(markdown(chapter_banner(self.record)), display_id=f"banner-{self.name}")
 
     def config(self, **changes: Any) -> TrainConfig:
         """A :class:`TrainConfig` from the parameters that are config fields, then ``changes``."""
@@ -100,64 +138,44 @@ class Chapter:
         return run_config(self.params, changes, seed=seed, out_dir=str(runs_folder(self.name, self.smoke)),
                           extra=extra)
 
-    def _run_config(self, label: str, changes: Mapping[str, Any]) -> TrainConfig:
-        changes = dict(changes)
-        extra = {"label": label, **changes.pop("extra", {})}
-        return self.config(**changes, extra=extra)
-
-    def _keep(self, got: Obtained) -> Run:
-        self.obtained.append(got)
-        print(summary_line(got.run, source=got.source))
-        return got.run
-
-    def train(self, label: str, *, weights: bool = False, **changes: Any) -> Run:
-        """One run: from the result store, else trained and stored. ``weights``: its weights must be here
-        (chapter 3), so a stored run without them is trained again."""
-        got = prepare(self.name, label, self._run_config(label, changes), smoke=self.smoke, need_weights=weights)
-        return self._keep(train_missing([got], workers=1)[0][0] if isinstance(got, Pending) else got)
-
     def sweep(self, variants: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] | None = None,
-              **common: Any) -> dict[str, list[Run]]:
+              weights: bool = False) -> dict[str, list[Run]]:
         """Every variant (``label -> config changes``) for every seed: ``label -> runs``, from the store or
-        trained (several at once on a GPU)."""
-        seeds = list(seeds if seeds is not None else seeds_of(self.params))
-        planned = [(label, self._run_config(label, {**common, **changes, "seed": s}))
-                   for label, changes in variants.items() for s in seeds]
-        found = [prepare(self.name, label, config, smoke=self.smoke) for label, config in planned]
+        trained (several at once on a GPU). ``weights``: the runs' weights must be here (chapter 3's backbone),
+        so a stored run without them is trained again."""
+        planned = [(label, self.config(**{**changes, "seed": s, "extra": {"label": label, **changes.get("extra", {})}}))
+                   for label, changes in variants.items() for s in (seeds or seeds_of(self.params))]
+        found = [prepare(self.name, label, config, smoke=self.smoke, need_weights=weights) for label, config in planned]
         trained = iter(train_missing([g for g in found if isinstance(g, Pending)])[0])
         out: dict[str, list[Run]] = {}
         for (label, _), got in zip(planned, found):
-            out.setdefault(label, []).append(self._keep(next(trained) if isinstance(got, Pending) else got))
+            self.obtained.append(next(trained) if isinstance(got, Pending) else got)
+            out.setdefault(label, []).append(self.obtained[-1].run)
         return out
 
-    def headline(self, key: str, runs: Sequence[Any], **kw: Any) -> dict[str, Any]:
-        """:func:`.results.headline` of this chapter."""
-        return {**headline(key, runs, chapter=self.name, **kw), "configuration": self.configuration}
-
-    def headlines(self, prefix: str, runs: Mapping[str, Sequence[Any]], **kw: Any) -> list[dict[str, Any]]:
-        """:func:`.results.headlines` of this chapter: one row per label, key ``<prefix>_<label>``."""
-        rows = headlines(prefix, runs, chapter=self.name, **kw)
-        return [{**row, "configuration": self.configuration} for row in rows]
-
-    def glue(self, rows: Sequence[Mapping[str, Any]] = (), **texts: str) -> dict[str, str]:
-        """Glue the headline ``rows`` (and ``texts``) for ``{glue:text}`key``` in this chapter's prose."""
-        return glue_texts({**headline_texts(rows), **texts})
+    def findings(self, rows: Sequence[Mapping[str, Any]], template: str, **values: Any) -> Any:
+        """The paragraph that reports ``rows``: ``template`` with ``{key}`` of a row's text, ``{name}`` of a
+        parameter or of ``values``; in the smoke configuration, :data:`NO_RESULTS` once per page."""
+        if self.smoke:
+            said, self._said_no_results = self._said_no_results, True
+            return None if said else markdown(NO_RESULTS)
+        return markdown(paragraph(template, {**self.params, **texts(rows), **values}))
 
     def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
         """Write ``<runs>/records/<chapter>.json``: environment, time, parameters and what differs, each run
-        (summary, key, entry, where and when trained), headline rows; the banner then shows the runs."""
+        (summary, key, store entry, where and when trained), headline rows; the banner then shows the runs."""
         minutes = (time.perf_counter() - self._t0) / 60.0
         runs = [{**run_summary(g.run), "key": g.key, "from": g.source,
                  "trained_at": (g.run.record.get("end_time") or "")[:19],
-                 "store_entry": g.entry.path.name if g.entry is not None else None} for g in self.obtained]
+                 "store_entry": f"{g.entry.path.parent.name}/{g.entry.path.name}" if g.entry is not None else None}
+                for g in self.obtained]
         on_gpu = self.record["environment"]["device_type"] == "cuda"
         self.record.update(finished_at=now_iso(), minutes=round(minutes, 3),
-                           gpu_minutes=round(minutes if on_gpu else 0.0, 3), runs=runs, provenance=provenance(runs),
-                           results=[dict(r) for r in results])
+                           gpu_minutes=round(minutes if on_gpu else 0.0, 3), runs=runs, results=[dict(r) for r in results])
         path = write_text_atomic(store.local_dir("records") / f"{self.name}.json",
                                  json.dumps(self.record, indent=1, default=str) + "\n")
         if self._banner is not None:
-            self._banner.update(chapter_banner(self.record, self.changed, self.record["provenance"]))
+            self._banner.update(markdown(chapter_banner(self.record)))
         return path
 
 

@@ -6,71 +6,54 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["ROADMAP", "SOURCE_001_KEYS", "SOURCE_CLAIMS", "SWIN_T_TOP1", "roadmap_frame", "source_001_key",
-           "source_value"]
+__all__ = ["ROADMAP", "SOURCE_CLAIMS", "SWIN_T_TOP1", "roadmap_frame", "source_001_key", "source_value"]
 
 #: Source 002 (ConvNeXt paper, via "Papers Explained 92"): ImageNet-1K top-1 after each step.
 ROADMAP: list[tuple[str, float, str]] = [
-    ("ResNet-50 (original recipe)", 76.1, "training"),
-    ("modern training recipe", 78.8, "training"),
-    ("stage ratio 3:3:9:3", 79.4, "macro"),
-    ("patchify stem 4×4/4", 79.5, "macro"),
-    ("depthwise conv + width 96", 80.5, "macro"),
-    ("inverted bottleneck", 80.6, "macro"),
-    ("move depthwise conv up", 79.9, "macro"),
-    ("7×7 kernel", 80.6, "macro"),
-    ("ReLU → GELU", 80.6, "micro"),
-    ("fewer activations", 81.3, "micro"),
-    ("fewer norms", 81.4, "micro"),
-    ("BatchNorm → LayerNorm", 81.5, "micro"),
+    ("ResNet-50 (original recipe)", 76.1, "training"), ("modern training recipe", 78.8, "training"),
+    ("stage ratio 3:3:9:3", 79.4, "macro"), ("patchify stem 4×4/4", 79.5, "macro"),
+    ("depthwise conv + width 96", 80.5, "macro"), ("inverted bottleneck", 80.6, "macro"),
+    ("move depthwise conv up", 79.9, "macro"), ("7×7 kernel", 80.6, "macro"), ("ReLU → GELU", 80.6, "micro"),
+    ("fewer activations", 81.3, "micro"), ("fewer norms", 81.4, "micro"), ("BatchNorm → LayerNorm", 81.5, "micro"),
     ("separate downsampling", 82.0, "micro"),
 ]
-
 #: Swin-T's ImageNet-1K top-1 as quoted by source 002 (the target of the roadmap).
 SWIN_T_TOP1 = 81.3
 
-#: Every headline number the three sources report, keyed for glue and the results table.
-SOURCE_CLAIMS: dict[str, dict[str, Any]] = {
-    "000_baseline": dict(source="000", value=82.61, metric="validation-split top-1 (%)",
-                         setting="ConvNeXt-T (ImageNet-1K weights), frozen backbone + linear head; "
-                                 "Tiny-ImageNet 64 px resized to 224; best epoch of 6 (patience 5)"),
-    "000_baseline_loss": dict(source="000", value=0.8057, metric="validation-split loss",
-                              setting="baseline, best epoch"),
-    "000_baseline_train": dict(source="000", value=91.0, metric="train top-1 (%), approx.", setting="baseline"),
-    "000_improved": dict(source="000", value=86.30, metric="validation-split top-1 (%)",
-                         setting="full fine-tune + self-attention head + RandAugment + dropout 0.2 + wd 5e-4 "
-                                 "+ differential LR + AMP; best epoch 7, stopped at 12"),
-    "000_improved_train": dict(source="000", value=74.0, metric="train top-1 (%), approx.", setting="improved"),
-    "001_test1_base_radam": dict(source="001", value=35.7, metric="top-1 on 1000 held-out images (%)",
-                                 setting="ConvNeXt-V2 base, RAdam lr 1e-3, CIFAR-100 32 px, best of 50 epochs"),
-    "001_test2_base_sgd": dict(source="001", value=33.2, metric="top-1 on 1000 held-out images (%)",
-                               setting="base, SGD-Nesterov lr 1e-3, 20 epochs"),
-    "001_test2_base_radam": dict(source="001", value=30.0, metric="top-1 on 1000 held-out images (%)",
-                                 setting="base, RAdam lr 1e-3, 20 epochs"),
-    "001_test2_base_adamw": dict(source="001", value=29.3, metric="top-1 on 1000 held-out images (%)",
-                                 setting="base, AdamW lr 1e-3, 20 epochs"),
-    "001_test3_atto_radam": dict(source="001", value=32.1, metric="top-1 on 1000 held-out images (%)",
-                                 setting="atto, RAdam, 50 epochs"),
-    "001_test3_nano_radam": dict(source="001", value=32.6, metric="top-1 on 1000 held-out images (%)",
-                                 setting="nano, RAdam, 50 epochs"),
-    "001_test3_base_radam": dict(source="001", value=35.7, metric="top-1 on 1000 held-out images (%)",
-                                 setting="base, RAdam, 50 epochs"),
-    "001_test4_tiny_ln": dict(source="001", value=31.8, metric="top-1 on 1000 held-out images (%)",
-                              setting="tiny, RAdam, LayerNorm, 20 epochs"),
-    "001_test5_tiny_dyt": dict(source="001", value=31.1, metric="top-1 on 1000 held-out images (%)",
-                               setting="tiny, RAdam, DyT, 20 epochs"),
-    "001_recommended_tiny_sgd": dict(source="001", value=34.1, metric="top-1 on 1000 held-out images (%)",
-                                     setting="tiny, SGD-Nesterov (the report's recommendation)"),
-    "002_convnext_t": dict(source="002", value=82.0, metric="ImageNet-1K top-1 (%)",
-                           setting="ConvNeXt-T at the end of the roadmap, 300 epochs"),
-}
+
+def _v2(size: str, optimizer: str, norm: str = "layernorm") -> tuple[str, str, str]:
+    return f"convnextv2_{size}", optimizer, norm
+
+
+_HELD = "held-out top-1 (%)"
+#: (key, source, value, what it measures, the (model, optimizer, norm) of the runs of ours that answer it)
+_CLAIMS: list[tuple[str, str, float, str, tuple[str, str, str] | None]] = [
+    ("000_baseline", "000", 82.61, "validation top-1 (%), frozen ConvNeXt-T (ImageNet-1K) + linear head", None),
+    ("000_baseline_loss", "000", 0.8057, "validation loss of the baseline", None),
+    ("000_baseline_train", "000", 91.0, "train top-1 (%) of the baseline, approx.", None),
+    ("000_improved", "000", 86.30, "validation top-1 (%), fine-tune + attention head + regularisation", None),
+    ("000_improved_train", "000", 74.0, "train top-1 (%) of the improved model, approx.", None),
+    ("001_test1_base_radam", "001", 35.7, f"{_HELD}, base, RAdam, 50 epochs", _v2("base", "radam")),
+    ("001_test2_base_sgd", "001", 33.2, f"{_HELD}, base, SGD, 20 epochs", _v2("base", "sgd")),
+    ("001_test2_base_radam", "001", 30.0, f"{_HELD}, base, RAdam, 20 epochs", None),
+    ("001_test2_base_adamw", "001", 29.3, f"{_HELD}, base, AdamW, 20 epochs", _v2("base", "adamw")),
+    ("001_test3_atto_radam", "001", 32.1, f"{_HELD}, atto, RAdam, 50 epochs", _v2("atto", "radam")),
+    ("001_test3_nano_radam", "001", 32.6, f"{_HELD}, nano, RAdam, 50 epochs", _v2("nano", "radam")),
+    ("001_test3_base_radam", "001", 35.7, f"{_HELD}, base, RAdam, 50 epochs", None),
+    ("001_test4_tiny_ln", "001", 31.8, f"{_HELD}, tiny, LayerNorm, RAdam, 20 epochs", _v2("tiny", "radam")),
+    ("001_test5_tiny_dyt", "001", 31.1, f"{_HELD}, tiny, DyT, RAdam, 20 epochs", _v2("tiny", "radam", "dyt")),
+    ("001_recommended_tiny_sgd", "001", 34.1, f"{_HELD}, tiny, SGD (the recommendation)", _v2("tiny", "sgd")),
+    ("002_convnext_t", "002", 82.0, "ImageNet-1K top-1 (%), ConvNeXt-T, 300 epochs", None),
+]
+#: Every headline number the three sources report, keyed for headlines, prose and the results table.
+SOURCE_CLAIMS: dict[str, dict[str, Any]] = {key: dict(source=source, value=value, metric=metric, answered_by=runs)
+                                            for key, source, value, metric, runs in _CLAIMS}
 
 
 def roadmap_frame() -> pd.DataFrame:
-    """Source 002's roadmap with the change from the previous step."""
-    frame = pd.DataFrame(ROADMAP, columns=["step", "top1", "group"])
-    frame["change"] = frame["top1"].diff().round(1)
-    return frame
+    """Source 002's roadmap: each step, its ImageNet-1K top-1, its design level and the change from the step before."""
+    frame = pd.DataFrame(ROADMAP, columns=["step", "ImageNet-1K top-1 (%)", "design level"])
+    return frame.assign(**{"change (points)": frame["ImageNet-1K top-1 (%)"].diff()})
 
 
 def source_value(key: str) -> float:
@@ -80,21 +63,9 @@ def source_value(key: str) -> float:
     return float(SOURCE_CLAIMS[key]["value"])
 
 
-#: source 001's claims by (model, optimizer, norm) for runs of its own recipe
-SOURCE_001_KEYS: dict[tuple[str, str, str], str] = {
-    ("convnextv2_base", "radam", "layernorm"): "001_test1_base_radam",
-    ("convnextv2_base", "sgd", "layernorm"): "001_test2_base_sgd",
-    ("convnextv2_base", "adamw", "layernorm"): "001_test2_base_adamw",
-    ("convnextv2_atto", "radam", "layernorm"): "001_test3_atto_radam",
-    ("convnextv2_nano", "radam", "layernorm"): "001_test3_nano_radam",
-    ("convnextv2_tiny", "radam", "layernorm"): "001_test4_tiny_ln",
-    ("convnextv2_tiny", "radam", "dyt"): "001_test5_tiny_dyt",
-    ("convnextv2_tiny", "sgd", "layernorm"): "001_recommended_tiny_sgd",
-}
-
-
 def source_001_key(config: Any) -> str | None:
     """The source-001 claim a run of the ``source`` recipe answers (None for other runs)."""
     if (getattr(config, "extra", None) or {}).get("recipe") != "source":
         return None
-    return SOURCE_001_KEYS.get((config.model, config.optimizer, config.norm))
+    runs = (config.model, config.optimizer, config.norm)
+    return next((k for k, c in SOURCE_CLAIMS.items() if c["answered_by"] == runs), None)

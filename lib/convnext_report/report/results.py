@@ -1,12 +1,19 @@
-"""Chapter records and what is built from them: headline rows, the results and status tables, glue.
-A smoke number is never shown as a result."""
+"""The chapters' records and what pages build from them: headline rows and their texts for the prose, the results
+table, the status table and the box "at a glance" of the introduction and the results page.
+
+A number from the smoke configuration is never a result: its text is None, a table shows "—", and a
+paragraph that needs it is not written (:func:`paragraph`)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import re
+import shlex
+import string
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,17 +21,13 @@ from typing import Any
 import pandas as pd
 
 from . import store
-from .banners import SMOKE_LABEL, provenance_text
 from .claims import SOURCE_CLAIMS, source_value
-from .glue import glue
-from .tables import mean_std, runs_frame
+from .experiments import TRAINING_CHAPTERS, notebook, smoke_file
+from .tables import Markdown, Table, runs_frame, show
 
-__all__ = [
-    "GLUE_KEYS", "SMOKE_LABEL", "best_text", "change_text", "compare_with_source", "double_source_text",
-    "find_headline", "format_headline", "glue_all", "glue_texts", "glue_values", "headline", "headline_rows",
-    "headline_texts", "headlines", "load_records", "results_table", "runs_table", "status_table", "versus_frame",
-]
-
+__all__ = ["COLUMNS", "best_text", "change_text", "code_changes", "glance", "headline", "headline_rows",
+           "headline_table", "headlines", "load_records", "paragraph", "provenance_text", "rerun_command",
+           "results_csv", "state", "status_table", "texts"]
 
 
 def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -38,222 +41,238 @@ def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str,
     return [json.loads(found[name].read_text()) for name in sorted(found)]
 
 
-def headline(key: str, runs: Sequence[Any], *, experiment: str, chapter: str, dataset: str | None = None,
-             resolution: str | int | None = None, source_key: str | None = None, metric: str = "test top-1 (%)",
-             value: str = "top1", note: str = "") -> dict[str, Any]:
-    """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), with context;
-    ``source_key`` names the claim it answers (:data:`.claims.SOURCE_CLAIMS`)."""
-    first = runs[0].config if runs else None
-    if dataset is None and first is not None:
-        dataset = f"{first.dataset}, {first.train_per_class or 'all'} train/class"
-    if resolution is None and first is not None:
-        resolution = f"{first.image_size} px, stem stride {first.stem_stride}"
+def provenance_text(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Where a chapter's runs (its record's run rows) were trained, when, and for how long: ``"6 runs (4 from the
+    store) on NVIDIA H100, 2026-11-20 – 2026-11-21, 12.5 min (12.5 GPU min)"``; "—" for none."""
+    if not runs:
+        return "—"
+    devices = ", ".join(dict.fromkeys(str(r.get("device") or "unknown device") for r in runs))
+    dates = sorted(str(r.get("trained_at") or "")[:10] for r in runs if r.get("trained_at")) or ["date unknown"]
+    stored = sum(r.get("from") == "store" for r in runs)
+    minutes = [sum(float(r.get(k) or 0.0) for r in runs) for k in ("minutes", "gpu_minutes")]
+    return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({stored} from the store) on {devices}, "
+            f"{' – '.join(dict.fromkeys([dates[0], dates[-1]]))}, {minutes[0]:.1f} min ({minutes[1]:.1f} GPU min)")
+
+
+def headline(key: str, runs: Sequence[Any], *, experiment: str, source_key: str | None = None,
+             metric: str = "test top-1 (%)", value: str = "top1") -> dict[str, Any]:
+    """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), what it was measured on
+    and the runs' chapter and configuration (their ``extra``); ``source_key`` names the claim it answers."""
     if source_key is not None:
         source_value(source_key)  # fail early on a typo
-    frame = runs_frame(list(runs))
-    if frame.empty:
+    if not runs:
         raise ValueError(f"headline {key!r} has no runs")
+    frame, first = runs_frame(list(runs)), runs[0].config
     values = frame[value].astype(float)
-    epochs = f"{int(frame['epochs_run'].min())}–{int(frame['epochs_run'].max())}" \
-        if frame["epochs_run"].nunique() > 1 else str(int(frame["epochs_run"].iloc[0]))
-    max_epochs = {r.config.epochs for r in runs}
-    if max_epochs and max(max_epochs) > int(frame["epochs_run"].max()):
-        epochs += f" of ≤{max(max_epochs)} (early stopping)"
+    epochs = f"{frame['epochs_run'].min()}–{frame['epochs_run'].max()}" if frame["epochs_run"].nunique() > 1 \
+        else str(frame["epochs_run"].iloc[0])
+    if first.epochs > frame["epochs_run"].max():
+        epochs += f" of ≤{first.epochs} (early stopping)"
     peeked = value == "top1" and frame["peeked_top1"].notna().all()
-    return {"key": key, "experiment": experiment, "chapter": chapter, "metric": metric, "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else None, "n_seeds": int(len(values)),
-            "dataset": dataset, "resolution": str(resolution), "epochs": epochs,
-            "minutes": float(frame["minutes"].sum()), "gpu_minutes": float(frame["gpu_minutes"].sum()),
-            "selection": "; ".join(sorted(set(frame["selection"].astype(str)))),
+    return {"key": key, "experiment": experiment, "chapter": first.extra.get("chapter"),
+            "configuration": first.extra.get("configuration", "full"), "metric": metric,
+            "mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else None,
+            "n_seeds": len(values), "dataset": f"{first.dataset}, {first.image_size} px"
+            + (f", {first.train_per_class} images/class" if first.train_per_class else ""),
+            "model": first.model, "params_M": float(frame["params_M"].iloc[0]), "epochs": epochs,
+            "gpu_minutes": float(frame["gpu_minutes"].sum()), "device": str(frame["device"].iloc[0]),
             "peeked_mean": float(frame["peeked_top1"].mean()) if peeked else None, "source_key": source_key,
-            "note": note}
+            "runs": [store.run_key(r.config) for r in runs]}
 
 
-def headlines(prefix: str, runs: Mapping[str, Sequence[Any]], *, chapter: str, title: str | None = None,
-              source_key: Any = None, **kw: Any) -> list[dict[str, Any]]:
-    """One :func:`headline` per label of ``runs``: key ``<prefix>_<label>`` (lower case, ``_`` for other
+def headlines(prefix: str, runs: Mapping[str, Sequence[Any]], *, title: str, source_key: Any = None,
+              **kw: Any) -> list[dict[str, Any]]:
+    """One :func:`headline` per label of ``runs``, key ``<prefix>_<label>`` (lower case, ``_`` for other
     characters). ``source_key``: a claim's key, or a function of a run's config returning one (or None)."""
-    rows = []
-    for label, group in runs.items():
-        if not group:
-            continue
-        key = f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-        claim = source_key(group[0].config) if callable(source_key) else source_key
-        rows.append(headline(key, group, experiment=f"{title or prefix}: {label}", chapter=chapter,
-                             source_key=claim, **kw))
-    return rows
-
-
-def status_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Where and how each chapter was last executed (the status page)."""
-    rows = []
-    for r in records:
-        env = r.get("environment", {})
-        commit = env.get("git_commit") or "—"
-        if env.get("git_dirty"):
-            commit += " (+ local changes)"
-        rows.append({"chapter": r.get("title") or r["chapter"], "configuration": r.get("configuration", "—"),
-                     "device": env.get("device", "—"),
-                     "executed": (r.get("finished_at") or "")[:16].replace("T", " "),
-                     "minutes": round(float(r.get("minutes", float("nan"))), 1),
-                     "GPU minutes": round(float(r.get("gpu_minutes", 0.0)), 1),
-                     "versions": f"Python {env.get('python', '—')} · torch {env.get('torch', '—')} · timm "
-                                 f"{env.get('timm', '—')}",
-                     "commit": commit, "runs": provenance_text(r.get("provenance")).replace("**", "") or "—"})
-    return pd.DataFrame(rows, columns=["chapter", "configuration", "device", "executed", "minutes", "GPU minutes",
-                                       "versions", "commit", "runs"])
+    return [headline(f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_"), group,
+                     experiment=f"{title}: {label}",
+                     source_key=source_key(group[0].config) if callable(source_key) else source_key, **kw)
+            for label, group in runs.items() if group]
 
 
 def headline_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """All headline rows of all records, each carrying its record's configuration and device."""
-    rows = []
-    for r in records:
-        for h in r.get("results", []):
-            rows.append({**h, "configuration": r.get("configuration", "full"),
-                         "device": r.get("environment", {}).get("device", "—")})
-    return rows
+    """All headline rows of all records, each with its record's configuration and run rows."""
+    return [{**h, "record_runs": r.get("runs", []), "changed": r.get("changed", {})}
+            for r in records for h in r.get("results", [])]
 
 
-def format_headline(row: Mapping[str, Any], *, digits: int = 1) -> str:
-    """The number as prose shows it, or the smoke label when it comes from the smoke configuration."""
-    if row.get("configuration") == "smoke":
-        return SMOKE_LABEL
+def _text(row: Mapping[str, Any] | None) -> str | None:
+    """``"45.2 ± 1.1 % (3 seeds)"`` (± with two seeds or more); None for a smoke row or none."""
+    if row is None or row.get("configuration") == "smoke":
+        return None
     unit = " points" if str(row.get("metric", "")).startswith("gap") else " %"
-    return mean_std(row["mean"], row.get("std"), row.get("n_seeds"), digits=digits, unit=unit)
+    spread = f" ± {row['std']:.1f}" if row.get("std") is not None else ""
+    return f"{row['mean']:.1f}{spread}{unit} ({row['n_seeds']} seed{'s' if row['n_seeds'] != 1 else ''})"
 
 
-def results_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Every headline number next to the source's: what it measures, on what, for how long, where."""
-    rows = []
-    for h in headline_rows(records):
-        claim = SOURCE_CLAIMS.get(h.get("source_key") or "", {})
-        rows.append({"experiment": h["experiment"], "this book": format_headline(h),
-                     "source": f"{claim['value']:g} % (source {claim['source']})" if claim else "—",
-                     "measured on": f"{h['dataset']}; {h['resolution']}; {h.get('metric', 'test top-1 (%)')}",
-                     "epochs": h["epochs"], "GPU minutes": round(h.get("gpu_minutes") or 0.0, 1),
-                     "chapter": h["chapter"][:2]})
-    return pd.DataFrame(rows, columns=["experiment", "this book", "source", "measured on", "epochs", "GPU minutes",
-                                       "chapter"])
-
-
-def find_headline(records: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any] | None:
-    """The headline row ``key`` (with its record's configuration and device), or None."""
-    return next((h for h in headline_rows(records) if h["key"] == key), None)
-
-
-def compare_with_source(rows: Sequence[Mapping[str, Any] | None], labels: Sequence[str]) -> pd.DataFrame:
-    """Headline rows (None: not executed yet) next to the claims they answer; for two rows, a last row with
-    the change from the first to the second, ours (± the seeds' combined spread) and the source's."""
-    out = []
-    for label, row in zip(labels, rows):
-        claim = SOURCE_CLAIMS.get((row or {}).get("source_key") or "", {})
-        out.append({"configuration": label,
-                    "this book": format_headline(row) if row else "— (chapter not executed yet)",
-                    "data (this book)": row["dataset"] if row else "—",
-                    "source": f"{claim['value']:g} %" if claim else "—",
-                    "source setting": claim.get("setting", "—")})
-    if len(rows) == 2:
-        out.append(_change_row(*rows, labels))
-    return pd.DataFrame(out).set_index("configuration")
-
-
-def change_text(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> str:
-    """``second`` minus ``first`` in points, ± the seeds' combined spread (smoke or missing: said so)."""
-    if first is None or second is None:
-        return "— (chapter not executed yet)"
-    if "smoke" in (first.get("configuration"), second.get("configuration")):
-        return SMOKE_LABEL
-    spread = math.hypot(first.get("std") or 0.0, second.get("std") or 0.0)
-    return f"{second['mean'] - first['mean']:+.2f} ± {spread:.2f} points"
-
-
-def _change_row(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None, labels: Sequence[str]) -> dict:
-    """The change from ``first`` to ``second``: ours and the source's."""
-    claims = [SOURCE_CLAIMS.get((r or {}).get("source_key") or "") for r in (first, second)]
-    source = f"{claims[1]['value'] - claims[0]['value']:+.2f} points" if all(claims) else "—"
-    return {"configuration": f"change: {labels[0]} → {labels[1]}", "this book": change_text(first, second),
-            "data (this book)": "", "source": source, "source setting": ""}
-
-
-def runs_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Every run of every chapter record: where it ran and how long it took."""
-    rows = [{"chapter": r["chapter"], "configuration": r.get("configuration"), **run}
-            for r in records for run in r.get("runs", [])]
-    columns = ["chapter", "configuration", "label", "seed", "dataset", "model", "top1", "epochs_run",
-               "minutes", "gpu_minutes", "device"]
-    frame = pd.DataFrame(rows)
-    return frame.reindex(columns=columns) if not frame.empty else pd.DataFrame(columns=columns)
-
-
-#: glue keys of the results chapter's prose -> the headline key, or ``best:<prefix>`` (best row with that prefix)
-GLUE_KEYS: dict[str, str] = {
-    "backbone_top1": "backbone_top1", "baseline_top1": "baseline_top1", "baseline_gap": "baseline_gap",
-    "improved_top1": "improved_top1", "optim_best_source": "best:opt_source_cifar100_",
-    "optim_best_modern": "best:opt_small_image_cifar100_", "ln_top1": "norm_source_layernorm",
-    "dyt_top1": "norm_source_dyt"}
-
-
-def glue_values(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Text for every key of :data:`GLUE_KEYS` and ``src_<claim>`` of each claim ("not executed yet" where
-    missing, :data:`SMOKE_LABEL` for smoke numbers)."""
-    rows = headline_rows(records)
-    by_key = {r["key"]: r for r in rows}
-    values: dict[str, str] = {}
-    for key, rule in GLUE_KEYS.items():
-        if rule.startswith("best:"):
-            values[key] = best_text(rows, rule.removeprefix("best:"))
-        else:
-            values[key] = format_headline(by_key[rule]) if rule in by_key else "not executed yet"
-    for claim, info in SOURCE_CLAIMS.items():
-        values[f"src_{claim}"] = f"{info['value']:g}" + (" %" if "%" in info["metric"] else "")
-    values["double_source"] = double_source_text()
-    return values
-
-
-def best_text(rows: Sequence[Mapping[str, Any]], prefix: str) -> str:
-    """The best headline among ``rows`` whose key starts with ``prefix``, with its experiment."""
-    candidates = [r for r in rows if r["key"].startswith(prefix)]
-    if not candidates:
-        return "not executed yet"
-    row = max(candidates, key=lambda r: r["mean"])
-    text = format_headline(row)
-    return text if row.get("configuration") == "smoke" else f"{text} ({row['experiment']})"
-
-
-def double_source_text() -> str:
-    """Twice source 001's best number: the bar a recipe made for small images should clear."""
-    return f"{2 * SOURCE_CLAIMS['001_test1_base_radam']['value']:.1f} %"
-
-
-def glue_texts(values: Mapping[str, str]) -> dict[str, str]:
-    """Glue ``key -> text`` into the running notebook (:mod:`.glue`), for ``{glue:text}`key``` in its prose."""
-    for key, text in values.items():
-        glue(key, text, display=False)
-    return dict(values)
-
-
-def headline_texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """``key -> text`` of headline rows, and ``<key>_peeked`` (what selecting on the test split would report)."""
-    values = {}
+def texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    """The prose's text of each headline row (``key``, and ``<key>_peeked``: what choosing the epoch on the
+    test split would report), None for smoke rows; ``src_<claim>`` for every source claim."""
+    out: dict[str, str | None] = {f"src_{k}": f"{c['value']:g}" + (" %" if "%" in c["metric"] else "")
+                                  for k, c in SOURCE_CLAIMS.items()}
     for row in rows:
-        values[row["key"]] = format_headline(row)
+        out[row["key"]] = _text(row)
         if row.get("peeked_mean") is not None:
-            values[row["key"] + "_peeked"] = SMOKE_LABEL if row.get("configuration") == "smoke" \
-                else f"{row['peeked_mean']:.1f} % (+{row['peeked_mean'] - row['mean']:.1f} points)"
-    return values
+            gain = row["peeked_mean"] - row["mean"]
+            out[f"{row['key']}_peeked"] = _text(row) and f"{row['peeked_mean']:.1f} % ({gain:+.1f} points)"
+    return out
 
 
-def glue_all(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Glue :func:`glue_values` into the running notebook (myst-nb) and return them."""
-    return glue_texts(glue_values(records))
+def best_text(rows: Sequence[Mapping[str, Any]], prefix: str) -> str | None:
+    """The text of the best full-configuration row whose key starts with ``prefix``, with its experiment (None:
+    there is none)."""
+    found = [r for r in rows if r["key"].startswith(prefix) and _text(r)]
+    return f"{_text(best)} with {best['experiment']}" if (best := max(found, key=lambda r: r["mean"], default=None)) \
+        else None
 
 
-def versus_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Full-configuration headline rows that answer a source claim: ours and theirs side by side."""
-    rows = []
-    for h in headline_rows(records):
-        if h.get("configuration") == "smoke" or not h.get("source_key"):
-            continue
-        rows.append({"experiment": h["experiment"], "this book": h["mean"], "std": h.get("std"),
-                     "source": SOURCE_CLAIMS[h["source_key"]]["value"]})
-    return pd.DataFrame(rows, columns=["experiment", "this book", "std", "source"])
+def change_text(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> str | None:
+    """``second`` minus ``first`` in points, ± the seeds' combined spread (None if either is missing or smoke)."""
+    if _text(first) is None or _text(second) is None:
+        return None
+    spread = math.hypot(first.get("std") or 0.0, second.get("std") or 0.0)
+    return f"{second['mean'] - first['mean']:+.1f} ± {spread:.1f} points"
+
+
+def paragraph(template: str, values: Mapping[str, Any]) -> str:
+    """``template`` with its ``{name}`` fields from ``values``, or "" when one of them is missing or None (a
+    smoke number): a sentence about results is written only with its numbers."""
+    names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    return template.format(**values) if all(values.get(n) is not None for n in names) else ""
+
+
+def rerun_command(chapter: str, record: Mapping[str, Any]) -> str:
+    """The papermill command that executes ``chapter`` again as ``record`` says it was (smoke file, ``-p``/``-y``)."""
+    passed = [f"-y {shlex.quote(f'{k}: ' + json.dumps(c['value']))}" if isinstance(c["value"], (list, dict))
+              else f"-p {k} {shlex.quote(str(c['value']))}" for k, c in record.get("changed", {}).items()
+              if c["by"] != "smoke file"]
+    smoke = [f"-f book/params/{chapter}.smoke.yaml"] if record.get("configuration") == "smoke" else []
+    return " ".join(["papermill", f"book/{chapter}.ipynb", "out.ipynb", *smoke, *passed])
+
+
+def _files(row: Mapping[str, Any]) -> Markdown | None:
+    """Links to the stored config and log of the row's first run (its committed store entry)."""
+    entry = next((r.get("store_entry") for r in row.get("record_runs", []) if r.get("key") in row["runs"][:1]), None)
+    if not entry:
+        return None
+    folder = "../results/" + ("smoke/" if row.get("configuration") == "smoke" else "") + entry
+    return Markdown(f"[config]({folder}/config.yaml) · [log]({folder}/log.txt)")
+
+
+def _cells(row: Mapping[str, Any]) -> dict[str, Any]:
+    claim = SOURCE_CLAIMS.get(row.get("source_key") or "")
+    model = f"{row.get('model')} ({row['params_M']:.1f} M)" if row.get("params_M") else row.get("model")
+    files = _files(row)
+    return {"experiment": Markdown(f"{row['experiment']} ([ch. {int(row['chapter'][:2])}]({row['chapter']}.ipynb))"),
+            "this book": _text(row) or "— (smoke run)", "source": f"{claim['value']:g} % ({claim['source']})"
+            if claim else None, "setup": f"{row.get('dataset')}; {model}; {row.get('epochs')} epochs",
+            "compute": f"{row.get('device')}, {row.get('gpu_minutes', 0):.1f} GPU min" if _text(row) else None,
+            "files and command": Markdown((f"{files.text} · " if files else "")
+                                          + f"`{rerun_command(row['chapter'], row)}`")}
+
+
+#: the results table's columns (:func:`headline_table`)
+COLUMNS = ("experiment", "this book", "source", "setup", "compute", "files and command")
+
+
+def headline_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> Any:
+    """Headline rows as a papers-with-code table: ours next to the source's, the setup (data, model and its
+    parameters, epochs), compute, the stored config and log of the first run and the command that reproduces it."""
+    return show(pd.DataFrame([_cells(r) for r in rows], columns=COLUMNS), columns)
+
+
+def results_csv(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """A link that downloads the headline rows as CSV (a data URI: no file beside the page); no smoke numbers."""
+    from IPython.display import HTML
+
+    frame = pd.DataFrame([{**{k: v for k, v in r.items() if k not in ("record_runs", "changed", "runs")},
+                           "source": (SOURCE_CLAIMS.get(r.get("source_key") or "") or {}).get("value")}
+                          | ({} if _text(r) else {"mean": None, "std": None, "peeked_mean": None}) for r in rows])
+    data = base64.b64encode(frame.to_csv(index=False).encode()).decode()
+    return HTML(f'<p><a download="results.csv" href="data:text/csv;base64,{data}">Download this table as CSV</a></p>')
+
+
+def state(record: Mapping[str, Any]) -> str:
+    """``"full"``, ``"smoke"`` or ``"not training"`` (a page that trains nothing)."""
+    return record.get("configuration", "full") if record["chapter"] in TRAINING_CHAPTERS else "not training"
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(store.repo_root()), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _sources(text: str | None) -> list[str] | None:
+    return None if text is None else [c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                                      for c in json.loads(text)["cells"]]
+
+
+def code_changes(commit: str, chapter: str) -> tuple[int, list[str]] | None:
+    """Commits since ``commit`` and what of ``chapter``'s code changed since (``library``, ``smoke file``,
+    ``notebook's cells``: not their outputs); None when git cannot tell (no repository, unknown commit)."""
+    behind = _git("rev-list", "--count", f"{commit}..HEAD")
+    changed = _git("diff", "--name-only", commit, "--", "lib", str(smoke_file(chapter).relative_to(store.repo_root())))
+    if behind is None or changed is None:
+        return None
+    path = notebook(chapter)
+    old = _sources(_git("show", f"{commit}:{path.relative_to(store.repo_root())}"))
+    cells = ["notebook's cells"] if path.is_file() and old != _sources(path.read_text()) else []
+    files = changed.split()
+    return int(behind), (["library"] if any(p.startswith("lib/") for p in files) else []) + (
+        ["smoke file"] if any(not p.startswith("lib/") for p in files) else []) + cells
+
+
+def _commit(record: Mapping[str, Any]) -> str:
+    env = record.get("environment", {})
+    commit = env.get("git_commit") or "unknown"
+    text = f"`{commit}`" + (" with local changes" if env.get("git_dirty") else "")
+    found = code_changes(commit, record["chapter"]) if commit != "unknown" else None
+    if found is None:
+        return text + "; git cannot compare it with HEAD"
+    behind, changed = found
+    ago = f"{behind} commit{'s' if behind != 1 else ''} behind HEAD"
+    return text + (f"; **{ago}, its {' and '.join(changed)} changed since: execute it again**" if changed
+                   else f"; {ago}, its code unchanged" if behind else "; HEAD")
+
+
+def status_table(records: Sequence[Mapping[str, Any]]) -> Table:
+    """One row per executed page: link, configuration, when and where, its runs, its commit (flagged when its
+    code changed since), the command that executes it again (and publishes it)."""
+    rows = [{"page": Markdown(f"[{int(r['chapter'][:2])}. {r.get('title') or r['chapter']}]({r['chapter']}.ipynb)"),
+             "configuration": state(r), "runs": provenance_text(r.get("runs", [])), "commit": Markdown(_commit(r)),
+             "executed": f"{(r.get('finished_at') or '')[:10]}, {r['environment']['device']}, "
+                         f"{float(r.get('minutes') or 0):.1f} min",
+             "execute again": Markdown("`tools/execute_chapters" + (" --smoke" if state(r) == "smoke" else "")
+                                       + f" --chapters {r['chapter']}`")} for r in records]
+    return show(pd.DataFrame(rows, columns=["page", "configuration", "executed", "runs", "commit", "execute again"]))
+
+
+def _links(names: Sequence[str]) -> str:
+    links = [f'<a href="{n}.html">{int(n[:2])}</a>' for n in names]
+    return ", ".join(links[:-1]) + (" and " if len(links) > 1 else "") + links[-1]
+
+
+def glance(records: Sequence[Mapping[str, Any]], benchmarks: pd.DataFrame) -> Any:
+    """The box "at a glance" as HTML (myst-nb pastes HTML into other pages): what is measured, from the records
+    and the benchmark rows (:func:`.performance.measured_rows`), and what still awaits a GPU."""
+    from IPython.display import HTML
+
+    by_state = {s: [r["chapter"] for r in records if state(r) == s] for s in ("full", "smoke")}
+    missing = [c for c in TRAINING_CHAPTERS if c not in by_state["full"] + by_state["smoke"]]
+    kind = benchmarks.attrs.get("kind", "none")
+    speed = "nothing of the training loop's speed yet" if kind == "none" else f"the training loop's speed on " \
+        f"{benchmarks['device'].iloc[0]}" + (" (tiny CPU settings)" if kind == "cpu" else "")
+    measured = ('the model sizes and costs of <a href="02_architecture.html">chapter 2</a> (computed from the models), '
+                f"the sources' numbers (quoted), {speed}" + (f", and the results of chapters {_links(by_state['full'])}"
+                                                             if by_state["full"] else ""))
+    waiting = ([f"chapters {_links(by_state['smoke'])} ran only in the smoke configuration: their numbers show that "
+                "the code runs, not results"] if by_state["smoke"] else []) + \
+        ([f"chapters {_links(missing)} have not been executed"] if missing else [])
+    if kind != "gpu":
+        waiting.append('the training loop\'s speed on a GPU (<a href="09_performance.html">chapter 9</a>)')
+    return HTML('<div class="admonition note"><p class="admonition-title">Status at a glance</p>'
+                f"<p><b>Measured:</b> {measured}.</p><p><b>Awaiting a GPU:</b> "
+                f"{'; '.join(waiting) if waiting else 'nothing: every training chapter has results'}.</p></div>")
