@@ -1,7 +1,5 @@
-"""The transfer chapters' backbone: chapter 3 exports it, chapters 4 and 5 find it (or take a timm id).
-The weights stay in ``<runs>/backbones``; their meta (model, stem, size, input statistics, the key of the
-run that trained them) also goes into that run's store entry, so 4 and 5 re-render without the weights.
-"""
+"""The transfer chapters' backbone: chapter 3 exports it (weights in ``<runs>/backbones``, meta also in its run's
+store entry, so 4 and 5 re-render without the weights), chapters 4 and 5 find it (or take a timm id)."""
 
 from __future__ import annotations
 
@@ -70,9 +68,8 @@ def backbone_meta(name: str, *, smoke: bool = False) -> dict[str, Any]:
     beside = backbone_path(name, smoke=smoke).with_suffix(".json")
     if beside.is_file() and backbone_path(name, smoke=smoke).is_file():
         return json.loads(beside.read_text())
-    stored = [(e.meta.get("stored_at", ""), json.loads((e.path / BACKBONE_FILE).read_text()))
-              for e in store.entries(smoke=smoke) if (e.path / BACKBONE_FILE).is_file()]
-    stored = [(at, meta) for at, meta in stored if meta.get("name") == name]
+    files = [(e.meta.get("stored_at", ""), e.path / BACKBONE_FILE) for e in store.entries(smoke=smoke)]
+    stored = [(at, meta) for at, f in files if f.is_file() and (meta := json.loads(f.read_text())).get("name") == name]
     if not stored:
         raise FileNotFoundError(
             f"no backbone {name!r} at {backbone_path(name, smoke=smoke)} nor in the result store. Execute chapter "

@@ -1,10 +1,5 @@
-"""Each training chapter's parameters as papermill sees them, and its runs as data (labels -> config changes,
-functions of those parameters): the notebooks sweep these and the plan builds them from the same parameters,
-so both see the same runs (the same store keys).
-
-A chapter's parameters: its notebook's defaults (the full configuration), its smoke file
-``book/params/<chapter>.smoke.yaml``, parameter files; the tools, the plan and nbval pass the same values.
-"""
+"""Each chapter's parameters as papermill sees them and its runs as data (labels -> config changes): the notebooks
+and the plan build the same runs (the same store keys) from the same parameters (ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -62,8 +57,8 @@ def read_files(files: Iterable[str | Path]) -> dict[str, Any]:
 
 def passed(name: str, *, smoke: bool = False, files: Sequence[str | Path] = (),
            declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What papermill passes chapter ``name``: its smoke file's values when ``smoke`` (a chapter without
-    one has no smoke configuration), then the parameter files' values that the chapter declares."""
+    """What papermill passes chapter ``name``: its smoke file's values (if ``smoke`` and it has one), then the
+    parameter files' values that the chapter declares."""
     declared = defaults(name) if declared is None else declared
     out = read_files([smoke_file(name)]) if smoke and smoke_file(name).is_file() else {}
     return out | {k: v for k, v in read_files(files).items() if k in declared}
@@ -120,9 +115,8 @@ def ablations(recipe_changes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def optimiser_grids(params: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Chapter 6: (source recipe, small-image recipe) runs, ``"<dataset> / <model> / <optimizer>"`` each: every
-    optimiser on ``optimizer_model`` and every model in ``variants`` with ``size_optimizer``; the small-image
-    recipe (if ``modern``): every model in ``modern_variants``."""
+    """Chapter 6: source-recipe runs (every optimiser on ``optimizer_model``, every model in ``variants`` with
+    ``size_optimizer``) and small-image runs (if ``modern``: ``modern_variants``), ``dataset / model / optimizer``."""
     source, datasets = recipe("source", batch_size=params["batch_size"]), params["datasets"]
     modern = grid(recipe("small-image"), dataset=datasets, model=params["modern_variants"],
                   optimizer=["adamw"]) if params["modern"] else {}
@@ -138,8 +132,7 @@ def normalisation_grids(params: Mapping[str, Any]) -> dict[str, dict[str, dict[s
 
 
 def _transfer_source(params: Mapping[str, Any], params3: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What ``backbones.transfer_source`` gives chapters 4-5, as the chapter reads it; before chapter 3 has
-    exported its backbone, what it will export with parameters ``params3``."""
+    """``backbones.transfer_source`` for chapters 4-5; before chapter 3 exported it, what ``params3`` will export."""
     smoke = bool(params.get("smoke"))
     try:
         return transfer_source(params.get("pretrained"), params["backbone"], smoke=smoke)

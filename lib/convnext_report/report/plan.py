@@ -1,7 +1,5 @@
-"""The book's GPU plan: every chapter's runs (built as the chapters build them), their estimated seconds beside
-those the result store measured, the budget's limits, and a window's deadline (:class:`Window`). Every assumption
-is a named constant here; a run two chapters share is counted once, in the first.
-"""
+"""The book's GPU plan (ARCHITECTURE.md): every assumption is a named constant here; a run two chapters share is
+counted once, in the first."""
 
 from __future__ import annotations
 
@@ -30,13 +28,12 @@ __all__ = ["ASSUMED_TFLOPS", "BENCHMARK_GPUS", "BENCHMARK_MODE", "CHAPTER_LIMIT_
 
 #: the whole book, one chapter, one remote command (the device's limit: chapters 3-5 and the status page in one)
 TOTAL_LIMIT_S, CHAPTER_LIMIT_S, COMMAND_LIMIT_S = 1500.0, 540.0, 600.0
-#: what a remote command spends before training: the wheels installed (2 s in the CPU rehearsal) and the
-#: preflight's imports (5 s there; CUDA's start on a GPU machine too)
+#: a remote command before training: wheels installed, preflight imports, CUDA's start (7 s in the CPU rehearsal)
 SETUP_S = 20.0
 #: the GPU the estimates are for
 GPU = "H100"
-#: achieved bf16 rate (FLOP/s / 1e12) of a ConvNeXt training step at 32 px (about 6% of an H100's dense
-#: peak: depthwise convolutions, norms and GELU are memory-bound); FLOPs = 2 x the counted MACs
+#: achieved bf16 TFLOP/s of a ConvNeXt training step at 32 px (about 6% of an H100's dense peak: depthwise
+#: convolutions, norms and GELU are memory-bound); FLOPs = 2 x the counted MACs
 ASSUMED_TFLOPS = 60.0
 #: a training step costs this many forward passes (forward + backward); a frozen backbone only forward
 TRAIN_FLOP_FACTOR, FROZEN_FLOP_FACTOR = 3.0, 1.0
@@ -69,8 +66,7 @@ class RunCost(NamedTuple):
 
 
 def split_sizes(config: Any) -> tuple[int, int, int]:
-    """(images trained on, images that select the epoch, images reported) of a config (with
-    ``selection="test"`` the reported split selects: the second number is the third)."""
+    """(images trained on, selecting the epoch, reported) of a config (``selection="test"``: the last two agree)."""
     spec = get_dataset_spec(config.dataset)
     classes = config.max_classes or spec.num_classes
     train, test = spec.per_class["train"], spec.per_class["test"]
@@ -123,8 +119,7 @@ def _measured(config: Any, rows: Sequence[dict[str, Any]], packed: int) -> float
 
 def run_cost(config: Any, *, benchmarks: Sequence[dict[str, Any]] = (), packed: int = 1) -> RunCost:
     """Images and estimated GPU seconds of a run's maximum epochs (overheads included, compile not), one of
-    ``packed`` runs sharing the GPU: each epoch trains and evaluates the selection split (and the reported one
-    if ``test_every_epoch``)."""
+    ``packed`` runs sharing the GPU; each epoch evaluates the selection split (and the reported one if asked)."""
     n_train, n_select, n_test = split_sizes(config)
     mixing = config.mixup > 0 or config.cutmix > 0
     steps = n_train // config.batch_size if mixing else math.ceil(n_train / config.batch_size)
@@ -170,8 +165,7 @@ def assumptions(benchmarks: Sequence[dict[str, Any]]) -> str:
 
 @dataclass
 class PlannedRun:
-    """One run of a chapter as the plan sees it; ``shared_with``: an earlier chapter that counts it;
-    ``entry``: its store entry, whose ``wall_time_seconds`` and ``trained_on`` say what it took where."""
+    """One run of a chapter as the plan sees it; ``shared_with``: an earlier chapter that counts it."""
 
     chapter: str
     group: str
@@ -293,10 +287,8 @@ def format_plan(plans: list[ChapterPlan], benchmarks: Sequence[dict] = (), *, ru
 
 
 class Window:
-    """A deadline: a run starts only if its estimate ends before it. The estimate is :func:`run_cost`
-    (``packed`` runs at once) plus the compile warm-up (of a new shape; of every run when each has its own
-    process), times the mean measured/estimated ratio of the runs this window finished (of that shape
-    if any; 1 before the first), times :data:`MARGIN`."""
+    """A deadline: a run starts only if :func:`run_cost` plus a compile warm-up (new shape, or packed), times the
+    mean measured/estimated ratio this window saw (of that shape if any), times :data:`MARGIN`, ends before it."""
 
     def __init__(self, deadline: float, *, benchmarks: Sequence[dict] = (), packed: int = 1) -> None:
         self.deadline, self.benchmarks, self.packed = deadline, list(benchmarks), packed

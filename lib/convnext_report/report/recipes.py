@@ -8,9 +8,8 @@ from typing import Any
 
 __all__ = ["RECIPES", "grid", "recipe"]
 
-#: Training recipes shared by chapters 6 and 7 (TrainConfig fields). Both select the epoch on held-out
-#: training images (the config's default) and also evaluate the test split every epoch, only to show
-#: what selecting on it (the sources' protocol) would have reported.
+#: Training recipes of chapters 6 and 7 (TrainConfig fields): both select the epoch on held-out training images
+#: and evaluate the test split every epoch only to show what selecting on it (the sources' protocol) would report.
 RECIPES: dict[str, dict[str, Any]] = {
     # source 001 as written: ImageNet stem, lr 1e-3 held constant, no augmentation, no regularisation
     "source": dict(stem_stride=4, lr=1e-3, schedule="constant", warmup_epochs=0.0, weight_decay=0.0,
@@ -36,8 +35,5 @@ def grid(base: Mapping[str, Any], **axes: Sequence[Any]) -> dict[str, dict[str, 
     >>> list(grid({}, model=["atto", "nano"], optimizer=["sgd"]))
     ['atto / sgd', 'nano / sgd']
     """
-    names = list(axes)
-    out = {}
-    for values in itertools.product(*(axes[n] for n in names)):
-        out[" / ".join(str(v) for v in values)] = {**base, **dict(zip(names, values))}
-    return out
+    return {" / ".join(map(str, values)): {**base, **dict(zip(axes, values))}
+            for values in itertools.product(*axes.values())}

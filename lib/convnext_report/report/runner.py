@@ -1,9 +1,4 @@
-"""A chapter's runs: from the result store, else trained and stored as each finishes.
-
-:func:`prepare` looks a run up by its key; :func:`train_missing` trains the others into
-``<runs>/<chapter>[-smoke]/<label>-s<seed>-<key[:8]>`` (a killed one resumes); the tools decide when a run
-may start (``may_start``: a deadline) and act on each stored run (``on_stored``).
-"""
+"""A chapter's runs: from the result store, else trained and stored as each finishes (ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -99,9 +94,8 @@ def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
             if starts(i):
                 try:
                     run = train(p.config)
-                except NonFiniteLossError:
-                    if (run := _diverged(p)) is None:
-                        raise
+                except NonFiniteLossError as err:
+                    run = _diverged(p, err)
                 finished(i, run)
     else:
         try:
@@ -109,9 +103,7 @@ def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
         except PackedRunsError as err:
             failed = {f.path for f in err.failures}
             for i in [i for i, p in enumerate(pending) if p.folder in failed]:
-                if (run := _diverged(pending[i])) is None:
-                    raise
-                finished(i, run)
+                finished(i, _diverged(pending[i], err))
     return [done[i] for i in sorted(done)], [p for i, p in enumerate(pending) if i not in started and i not in done]
 
 
@@ -125,9 +117,9 @@ def _check_weights(p: Pending) -> None:
             "(or execute chapter 03 with `-p retrain_for_weights True`).")
 
 
-def _diverged(p: Pending) -> Run | None:
-    """Run ``p`` if it stopped on a non-finite loss (a result, up to its last finite epoch), else None."""
+def _diverged(p: Pending, err: Exception) -> Run:
+    """Run ``p`` if it stopped on a non-finite loss (a result, up to its last finite epoch), else ``err`` raised."""
     if read_json(p.folder / "record.json").get("stop_reason") != "non_finite_loss":
-        return None
+        raise err
     print(f"{p.label} (seed {p.config.seed}) diverged: reported up to its last finite epoch (see its log.txt)")
     return load_run(p.folder)

@@ -1,13 +1,6 @@
-"""The result store, a run's key, where the book's files live, and publishing.
-
-Chapters write only the local layer under ``<runs>`` (``$CONVNEXT_REPORT_RUNS``, default ``<repo>/runs``):
-``results/`` (store entries), ``records/``, ``notebooks/``, ``backbones/`` and the run folders; :func:`publish`
-copies what a chapter used into the committed layer (``results/``, ``book/records/``, ``book/``). Reading
-looks in the local layer first. An entry, ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``, holds a
-run folder's files but weights, and ``store.json`` (key, provenance, each file's sha256). A run's key hashes
-the config fields that change what it computes (not the runtime keys, not ``config.inactive_keys``),
-:data:`STORE_VERSION` and the identity of ``pretrained``, so it is the same on every machine.
-"""
+"""The result store, a run's key, where the book's files live (local and committed layers), and publishing
+(ARCHITECTURE.md). An entry, ``<results>/[smoke/]<chapter>/<label>-s<seed>-<key[:8]>/``, holds a run folder's
+files but weights, and ``store.json`` (key, provenance, each file's sha256)."""
 
 from __future__ import annotations
 
@@ -47,7 +40,6 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt", ".bin")
 STORE_FILE = "store.json"
 #: an entry should stay under this size (eval.npz of 10,000 images is about 60 KB); larger ones warn
 MAX_ENTRY_BYTES = 300_000
-_COMMITTED = {"results": "results", "records": "book/records", "notebooks": "book"}
 
 
 class StoreError(RuntimeError):
@@ -80,7 +72,7 @@ def local_dir(kind: str) -> Path:
 
 def committed_dir(kind: str) -> Path:
     """The repository's ``results/``, ``book/records/`` or ``book/`` (for notebooks)."""
-    return repo_root() / _COMMITTED[kind]
+    return repo_root() / {"results": "results", "records": "book/records", "notebooks": "book"}[kind]
 
 
 def layers(kind: str) -> list[Path]:
@@ -120,7 +112,8 @@ def pretrained_identity(config: Any) -> str | None:
 
 
 def run_key(config: Any) -> str:
-    """The store key of ``config``: 64 hex digits (see the module docstring)."""
+    """The store key of ``config``: the sha256 of the fields that change what it computes, :data:`STORE_VERSION`
+    and the identity of ``pretrained`` (not the runtime keys, not ``config.inactive_keys``)."""
     skip = RUNTIME_KEYS | inactive_keys(config)
     values = {k: v for k, v in config.to_dict().items() if k not in skip}
     values["pretrained"] = pretrained_identity(config)
@@ -281,10 +274,8 @@ def publish(chapters: Sequence[str], *, notebooks: Mapping[str, Path] | None = N
     """Copy what ``chapters`` used (``notebooks``: chapter -> executed notebook) from the local layer into the
     repository; the paths written. Everything is checked first (:class:`PublishError` names what is missing or
     damaged, nothing copied), copied under temporary names, then renamed: a refused call changes nothing."""
-    copies, problems = [], []
-    for chapter in chapters:
-        more, found = _to_publish(chapter, Path(notebooks[chapter]) if chapter in (notebooks or {}) else None)
-        copies, problems = copies + more, problems + found
+    found = [_to_publish(c, Path(notebooks[c]) if c in (notebooks or {}) else None) for c in chapters]
+    copies, problems = [c for more, _ in found for c in more], [p for _, more in found for p in more]
     if problems:
         raise PublishError("nothing published:\n" + "\n".join(f"- {p}" for p in problems))
     staged: dict[Path, Path] = {}  # target -> its copy under a temporary name
