@@ -21,10 +21,9 @@ from ..parts import fast_path_allowed
 from . import store
 from .experiments import TRANSFER_CHAIN, chapter_groups, chapter_params, run_config, seeds_of
 
-__all__ = ["ASSUMED_TFLOPS", "BENCHMARK_GPUS", "BENCHMARK_MODE", "CHAPTER_LIMIT_S", "COMMAND_LIMIT_S",
-           "COMPILE_WARMUP_S", "MARGIN", "NOTEBOOK_OVERHEAD_S", "RUN_OVERHEAD_S", "SETUP_S", "TOTAL_LIMIT_S",
-           "ChapterPlan", "PlannedRun", "RunCost", "Window", "build_plan", "chapters", "command_seconds",
-           "compile_shape", "format_plan", "missing_runs", "read_benchmarks", "run_cost", "split_sizes"]
+__all__ = ["ASSUMED_TFLOPS", "CHAPTER_LIMIT_S", "COMMAND_LIMIT_S", "COMPILE_WARMUP_S", "MARGIN", "NOTEBOOK_OVERHEAD_S",
+           "RUN_OVERHEAD_S", "SETUP_S", "TOTAL_LIMIT_S", "ChapterPlan", "PlannedRun", "RunCost", "Window", "build_plan",
+           "chapters", "command_seconds", "format_plan", "missing_runs", "read_benchmarks", "run_cost", "split_sizes"]
 
 #: the whole book, one chapter, one remote command (the device's limit: chapters 3-5 and the status page in one)
 TOTAL_LIMIT_S, CHAPTER_LIMIT_S, COMMAND_LIMIT_S = 1500.0, 540.0, 600.0

@@ -66,9 +66,8 @@ def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights:
 def train_missing(pending: Sequence[Pending], *, workers: int | None = None,
                   may_start: Callable[[Pending], bool] | None = None,
                   on_stored: Callable[[Pending, Obtained], None] | None = None) -> tuple[list[Obtained], list[Pending]]:
-    """Train and store ``pending``, up to ``workers`` at once (default ``choose_workers``; several: each in its
-    own process, ``packing.train_many``); the runs trained and those ``may_start`` kept from starting. A run
-    that diverged is kept up to its last finite epoch; another failure is raised once the others finished."""
+    """Train and store ``pending``, up to ``workers`` at once (``packing``); the runs trained and those ``may_start``
+    kept from starting. A diverged run is kept; another failure is raised once the others finished."""
     if not pending:
         return [], []
     started: dict[int, float] = {}

@@ -23,9 +23,8 @@ from ..environment import now_iso
 from ..runfolder import RUNTIME_KEYS as RESUME_KEYS, Run, load_run, read_json
 
 __all__ = ["IDENTITY_TAG", "MAX_ENTRY_BYTES", "RUNS_ENV", "STORE_FILE", "STORE_VERSION", "WEIGHT_SUFFIXES", "Entry",
-           "PublishError", "StoreError", "attach", "committed_dir", "display_path", "entries", "entry_name", "find",
-           "layers", "load", "local_dir", "pretrained_identity", "publish", "put", "repo_root", "run_key", "runs_dir",
-           "verify"]
+           "PublishError", "StoreError", "attach", "display_path", "entries", "entry_name", "find", "layers", "load",
+           "local_dir", "pretrained_identity", "publish", "put", "repo_root", "run_key", "runs_dir", "verify"]
 
 RUNS_ENV = "CONVNEXT_REPORT_RUNS"
 #: Bump when a code change changes what runs compute: every run then gets a new key and is trained again
@@ -70,14 +69,14 @@ def local_dir(kind: str) -> Path:
     return runs_dir() / kind
 
 
-def committed_dir(kind: str) -> Path:
+def _committed_dir(kind: str) -> Path:
     """The repository's ``results/``, ``book/records/`` or ``book/`` (for notebooks)."""
     return repo_root() / {"results": "results", "records": "book/records", "notebooks": "book"}[kind]
 
 
 def layers(kind: str) -> list[Path]:
     """Where ``kind`` is read from, first wins: the local layer, then the committed one."""
-    local, committed = local_dir(kind), committed_dir(kind)
+    local, committed = local_dir(kind), _committed_dir(kind)
     return [local] if local.resolve() == committed.resolve() else [local, committed]
 
 
@@ -112,8 +111,7 @@ def pretrained_identity(config: Any) -> str | None:
 
 
 def run_key(config: Any) -> str:
-    """The store key of ``config``: the sha256 of the fields that change what it computes, :data:`STORE_VERSION`
-    and the identity of ``pretrained`` (not the runtime keys, not ``config.inactive_keys``)."""
+    """The store key of ``config``: 64 hex digits, the same on every machine (ARCHITECTURE.md, "One run")."""
     skip = RUNTIME_KEYS | inactive_keys(config)
     values = {k: v for k, v in config.to_dict().items() if k not in skip}
     values["pretrained"] = pretrained_identity(config)
@@ -249,15 +247,15 @@ def load(entry: Entry, request: Any = None) -> Run:
 def _to_publish(chapter: str, notebook: Path | None) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(source, target) pairs that publish ``chapter`` (its record, the entries it lists, the notebook), and the
     problems that forbid copying them (a page without a record, the status page, publishes its notebook alone)."""
-    copies = [(notebook, committed_dir("notebooks") / f"{chapter}.ipynb")] if notebook is not None else []
+    copies = [(notebook, _committed_dir("notebooks") / f"{chapter}.ipynb")] if notebook is not None else []
     problems = [f"{chapter}: the executed notebook {notebook} does not exist"] if copies and not notebook.is_file() else []
     record_file = local_dir("records") / f"{chapter}.json"
     if not record_file.is_file():
         missing = f"{chapter}: no record at {record_file}: execute the chapter first (it writes its record there)"
         return copies, problems + ([] if copies else [missing])
     record = json.loads(record_file.read_text())
-    copies.append((record_file, committed_dir("records") / record_file.name))
-    committed = committed_dir("results").resolve()
+    copies.append((record_file, _committed_dir("records") / record_file.name))
+    committed = _committed_dir("results").resolve()
     for run in record.get("runs", []):
         entry = find(run["key"], smoke=record.get("configuration") == "smoke")
         what = f"{chapter}: run {run.get('label')!r} (seed {run.get('seed')}, key {run['key'][:8]})"
@@ -271,9 +269,8 @@ def _to_publish(chapter: str, notebook: Path | None) -> tuple[list[tuple[Path, P
 
 
 def publish(chapters: Sequence[str], *, notebooks: Mapping[str, Path] | None = None) -> list[Path]:
-    """Copy what ``chapters`` used (``notebooks``: chapter -> executed notebook) from the local layer into the
-    repository; the paths written. Everything is checked first (:class:`PublishError` names what is missing or
-    damaged, nothing copied), copied under temporary names, then renamed: a refused call changes nothing."""
+    """Copy what ``chapters`` used (``notebooks``: chapter -> executed notebook) into the repository; the paths
+    written. All is checked first (:class:`PublishError`: nothing copied), then staged under temporary names."""
     found = [_to_publish(c, Path(notebooks[c]) if c in (notebooks or {}) else None) for c in chapters]
     copies, problems = [c for more, _ in found for c in more], [p for _, more in found for p in more]
     if problems:
