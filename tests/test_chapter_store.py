@@ -101,3 +101,31 @@ def test_weights_needed_trains_a_stored_run_again_once(trained, data_root, tmp_p
     assert len(entries) == 1  # the entry was replaced, not duplicated
 
 
+def test_a_diverged_run_is_stored_and_any_other_failure_is_raised(trained, data_root, monkeypatch):
+    """A run stopped by a non-finite loss is a result (kept to its last finite epoch, stored); without that stop
+    the error is raised."""
+    from convnext_report import parts
+    from convnext_report.engine import NonFiniteLossError
+
+    real = parts.build_criterion
+
+    def nan_in_second_epoch(config, *, mixup):
+        inner, calls = real(config, mixup=mixup), []
+
+        def criterion(logits, target):
+            calls.append(1)
+            return inner(logits, target) * (float("nan") if len(calls) > 1 else 1.0)  # 1 step per epoch
+
+        return criterion
+
+    monkeypatch.setattr(parts, "build_criterion", nan_in_second_epoch)
+    ch = start("06_t", data_root, seeds=[0], epochs=3)
+    done, _ = runner.train_missing([runner.prepare("06_t", "a", ch.config(seed=0), smoke=False)])
+    assert done[0].run.record["stop_reason"] == "non_finite_loss" and (done[0].entry.path / "store.json").is_file()
+
+    def broken(config, **kw):
+        raise NonFiniteLossError("no record: not a diverged run")
+
+    monkeypatch.setattr(runner, "train", broken)
+    with pytest.raises(NonFiniteLossError, match="no record"):
+        runner.train_missing([runner.prepare("06_t", "b", ch.config(seed=1), smoke=False)])
