@@ -1,6 +1,4 @@
-"""The report layer's commands: ``python -m convnext_report plan`` (:mod:`.plan`), ``publish`` (:mod:`.store`)
-and ``runs``: finished runs without writing code, the result store's entries (local layer, then committed) and
-the run folders under ``<runs>``, listed or two compared side by side."""
+"""The report layer's commands: ``python -m convnext_report plan``, ``publish`` and ``runs`` (``runs compare``)."""
 
 from __future__ import annotations
 
@@ -125,8 +123,7 @@ def _row(run: Run, where: str) -> dict:
 
 
 def list_runs() -> pd.DataFrame:
-    """One row per finished run: the result store's entries (each key once; ``where``: the ``local`` layer or
-    ``committed``), then the finished run folders under ``<runs>`` of runs not stored."""
+    """One row per finished run: the store's entries (each key once, local first), then unstored run folders."""
     local = store.local_dir("results")
     found = [(e.path, "local" if e.path.is_relative_to(local) else "committed")
              for smoke in (False, True) for e in store.entries(smoke=smoke)]

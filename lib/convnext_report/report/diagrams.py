@@ -17,10 +17,7 @@ __all__ = ["plot_dyt", "plot_grn", "plot_roadmap", "plot_stage_sizes"]
 
 
 def plot_roadmap(roadmap: pd.DataFrame, *, reference: Mapping[str, float] | None = None) -> Figure:
-    """The paper's modernisation steps (ImageNet-1K top-1) as horizontal bars coloured by design group.
-
-    ``roadmap``: :func:`.claims.roadmap_frame` (a step, its top-1 and design level: training, macro or micro).
-    """
+    """The paper's modernisation steps (:func:`.claims.roadmap_frame`) as bars coloured by design level."""
     fig, axes = subplots(height=0.36 * len(roadmap) + 1.9)
     ax = axes[0, 0]
     y, top1, groups = np.arange(len(roadmap))[::-1], roadmap.iloc[:, 1], roadmap.iloc[:, 2]
@@ -41,11 +38,8 @@ def plot_roadmap(roadmap: pd.DataFrame, *, reference: Mapping[str, float] | None
 
 
 def plot_stage_sizes(frame: pd.DataFrame) -> Figure:
-    """Spatial side of the feature map after the stem and each stage: one line per distinct set of sides,
-    labelled with every setting that gives it.
-
-    ``frame``: columns ``setting``, ``layer`` and ``side`` (:func:`.tables.stage_table`).
-    """
+    """Feature-map side after the stem and each stage (:func:`.tables.stage_table`): one line per distinct set of
+    sides, labelled with every setting that gives it."""
     layers = list(dict.fromkeys(frame["layer"]))
     lines: dict[tuple, list[str]] = {}
     for name, group in frame.groupby("setting", sort=False):
