@@ -99,9 +99,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     config, metrics = compare(a, b, names=(args.a, args.b))
-    print("settings that differ:" if len(config) else "settings: the same")
-    if len(config):
-        print(config.to_string(index=False))
+    print(f"settings that differ:\n{config.to_string(index=False)}" if len(config) else "settings: the same")
     print("\n" + metrics.to_string(index=False))
     return 0
 

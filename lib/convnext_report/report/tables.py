@@ -122,9 +122,8 @@ def _percent(fraction: float | None, fallback: float = math.nan) -> float:
 
 def runs_frame(runs: Iterable[Any] | Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     """One row per run (:func:`run_summary`); a mapping ``label -> runs`` sets the labels."""
-    if isinstance(runs, Mapping):
-        return pd.DataFrame([run_summary(r, label=label) for label, group in runs.items() for r in group])
-    return pd.DataFrame([run_summary(r) for r in runs])
+    groups = runs.items() if isinstance(runs, Mapping) else [(None, runs)]
+    return pd.DataFrame([run_summary(r, label=label) for label, group in groups for r in group])
 
 
 def curves_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
@@ -166,7 +165,5 @@ def alpha_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     parts = [pd.read_csv(Path(run.path) / "dyt_alpha.csv").assign(label=label, seed=run.config.seed)
              for label, group in runs.items() for run in group if (Path(run.path) / "dyt_alpha.csv").is_file()]
     columns = ["label", "seed", "epoch", "layer", "stage", "alpha"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return frame.assign(stage=frame["layer"].map(stage_of))[columns]
