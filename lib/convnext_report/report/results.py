@@ -30,10 +30,7 @@ __all__ = ["best_text", "change_text", "glance", "headline", "headline_rows", "h
 def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every ``<chapter>.json`` of ``records_dir``, or (None) of the record layers (a local one hides the committed)."""
     folders = [Path(records_dir)] if records_dir is not None else store.layers("records")
-    found: dict[str, Path] = {}
-    for folder in folders:
-        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            found.setdefault(p.name, p)
+    found = {p.name: p for folder in reversed(folders) if folder.is_dir() for p in folder.glob("*.json")}
     return [json.loads(found[name].read_text()) for name in sorted(found)]
 
 
@@ -58,8 +55,7 @@ def headline(key: str, runs: Sequence[Any], *, experiment: str, source_key: str 
         raise ValueError(f"headline {key!r} has no runs")
     frame, first = runs_frame(list(runs)), runs[0].config
     values = frame[value].astype(float)
-    epochs = f"{frame['epochs_run'].min()}–{frame['epochs_run'].max()}" if frame["epochs_run"].nunique() > 1 \
-        else str(frame["epochs_run"].iloc[0])
+    epochs = "–".join(map(str, dict.fromkeys([frame["epochs_run"].min(), frame["epochs_run"].max()])))
     if first.epochs > frame["epochs_run"].max():
         epochs += f" of ≤{first.epochs} (early stopping)"
     peeked = value == "top1" and frame["peeked_top1"].notna().all()
@@ -139,24 +135,20 @@ def rerun_command(chapter: str, record: Mapping[str, Any]) -> str:
     return " ".join(["papermill", f"book/{chapter}.ipynb", "out.ipynb", *smoke, *passed])
 
 
-def _files(row: Mapping[str, Any]) -> Markdown | None:
+def _files(row: Mapping[str, Any]) -> str:
     entry = next((r.get("store_entry") for r in row.get("record_runs", []) if r.get("key") in row["runs"][:1]), None)
-    if not entry:
-        return None
-    folder = "../results/" + ("smoke/" if row.get("configuration") == "smoke" else "") + entry
-    return Markdown(f"[config]({folder}/config.yaml) · [log]({folder}/log.txt)")
+    folder = "../results/" + ("smoke/" if row.get("configuration") == "smoke" else "") + str(entry)
+    return f"[config]({folder}/config.yaml) · [log]({folder}/log.txt) · " if entry else ""
 
 
 def _cells(row: Mapping[str, Any]) -> dict[str, Any]:
     claim = SOURCE_CLAIMS.get(row.get("source_key") or "")
     model = f"{row.get('model')} ({row['params_M']:.1f} M)" if row.get("params_M") else row.get("model")
-    files = _files(row)
     return {"experiment": Markdown(f"{row['experiment']} ([ch. {int(row['chapter'][:2])}]({row['chapter']}.ipynb))"),
             "this book": _text(row) or "— (smoke run)", "source": f"{claim['value']:g} % ({claim['source']})"
             if claim else None, "setup": f"{row.get('dataset')}; {model}; {row.get('epochs')} epochs",
             "compute": f"{row.get('device')}, {row.get('gpu_minutes', 0):.1f} GPU min" if _text(row) else None,
-            "files and command": Markdown((f"{files.text} · " if files else "")
-                                          + f"`{rerun_command(row['chapter'], row)}`")}
+            "files and command": Markdown(_files(row) + f"`{rerun_command(row['chapter'], row)}`")}
 
 
 _COLUMNS = ("experiment", "this book", "source", "setup", "compute", "files and command")
