@@ -31,8 +31,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--smoke", action="store_true", help="the smoke configuration (book/params/*.smoke.yaml)")
     plan.add_argument("-f", "--parameters", action="append", default=[], metavar="FILE.yaml",
                       help="parameter file (as papermill -f), each value to the chapters that declare it")
-    plan.add_argument("--benchmarks", metavar="DIR", help="measured throughput, *.json rows "
-                                                          "(default: <repo>/benchmarks/results)")
+    plan.add_argument("--benchmarks", metavar="DIR",
+                      help="measured throughput, *.json rows (default: <repo>/benchmarks/results)")
     plan.add_argument("--packed", type=int, default=1, metavar="K",
                       help="runs trained side by side on one GPU (uses the benchmarks' packed-K rows)")
     plan.add_argument("--runs", action="store_true", help="also list every run (a stored one: its measured seconds)")

@@ -75,8 +75,7 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
 
 def plot_throughput(table: pd.DataFrame) -> Figure:
     """Images per second per model and mode (a :func:`throughput` table), log scale."""
-    fig, axes = subplots(height=0.75 * max(len(table), 2) + 1.4)
-    ax = axes[0, 0]
+    fig, [[ax]] = subplots(height=0.75 * max(len(table), 2) + 1.4)
     if table.empty:
         ax.axis("off")
         ax.text(0.5, 0.5, "No benchmark rows yet.", ha="center", va="center")
