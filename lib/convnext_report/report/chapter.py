@@ -1,11 +1,5 @@
-"""What every book chapter shares: its parameters, its runs, its banner, the paragraphs that report its
-numbers, its record.
-
-A chapter's ``parameters`` cell holds the *full* configuration; papermill sets other values after it
-(``-p``, ``-y``, ``-f book/params/<chapter>.smoke.yaml``). :func:`start` takes the values from the
-notebook's namespace, refuses names the cell does not declare, and notes each value that differs from
-the cell's (set by the smoke file, or passed). :meth:`Chapter.finish` writes the chapter's record.
-"""
+"""What every book chapter shares: its parameters (the ``parameters`` cell holds the full configuration; papermill
+sets others after it), its runs, its banner, the paragraphs that report its numbers, its record."""
 
 from __future__ import annotations
 
@@ -28,10 +22,9 @@ from .results import paragraph, provenance_text, texts
 from .runner import Obtained, Pending, prepare, runs_folder, train_missing
 from .tables import run_summary
 
-__all__ = ["NO_RESULTS", "PASSED", "SMOKE_FILE", "Chapter", "admonition", "chapter_banner", "environment", "markdown",
-           "parameters", "start"]
+__all__ = ["NO_RESULTS", "Chapter", "admonition", "chapter_banner", "environment", "markdown", "parameters", "start"]
 
-SMOKE_FILE, PASSED = "smoke file", "passed (-p/-y)"  #: who set a value that differs from the cell's default
+_SMOKE_FILE, _PASSED = "smoke file", "passed (-p/-y)"  # who set a value that differs from the cell's default
 _PARAM_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 #: what a smoke page says, once, where its paragraphs about results would be
@@ -59,23 +52,21 @@ def admonition(title: str, body: str, kind: str = "warning") -> str:
 
 
 def markdown(text: str) -> Any:
-    """IPython's Markdown display object (IPython exists wherever a notebook runs); None (a cell shows nothing)
-    for no text."""
+    """IPython's Markdown display object; None (a cell shows nothing) for no text."""
     from IPython.display import Markdown
 
     return Markdown(text) if text else None
 
 
 def chapter_banner(record: Mapping[str, Any]) -> str:
-    """The box at the top of a chapter, from its record: configuration, device and date, every value the smoke
-    file and the command line (``-p``/``-y``) changed, and (once it has them) where and how long its runs took."""
+    """The box atop a chapter: configuration, device, date, what smoke file and ``-p``/``-y`` changed, its runs."""
     def changes(by: str) -> str:
         return ", ".join(f"`{k}` {c['full']!r} → {c['value']!r}" for k, c in record["changed"].items()
                          if c["by"] == by and k != "smoke")
 
     env, date = record["environment"], record["started_at"][:10]
-    listed = [f"- {what}: {changes(by)}" for what, by in (("set by the smoke file", SMOKE_FILE),
-                                                          ("passed with `-p`/`-y`", PASSED)) if changes(by)]
+    listed = [f"- {what}: {changes(by)}" for what, by in (("set by the smoke file", _SMOKE_FILE),
+                                                          ("passed with `-p`/`-y`", _PASSED)) if changes(by)]
     where = f"on **{env['device']}** on {date} ([status of every chapter](status.ipynb))"
     if record["configuration"] == "smoke":
         body = (f"Executed {where} in the **smoke configuration**: every cell runs, on tiny subsets and a few short "
@@ -91,8 +82,7 @@ def chapter_banner(record: Mapping[str, Any]) -> str:
 
 @dataclass
 class Chapter:
-    """A running chapter: its parameters (read as attributes, ``ch.epochs``), what differs from the
-    full configuration (``changed``: name -> (full value, who set it)) and the record in progress."""
+    """A running chapter: its parameters (``ch.epochs``), what differs from the full configuration, its record."""
 
     name: str
     title: str
@@ -123,8 +113,7 @@ class Chapter:
         return "smoke" if self.smoke else "full"
 
     def banner(self) -> None:
-        """Show the box saying where and in which configuration this page ran (:meth:`finish` adds its runs);
-        glue every parameter for ``{glue:text}`name``` in the prose."""
+        """Show the page's banner (:meth:`finish` adds its runs); glue every parameter for the prose."""
         from IPython.display import display
 
         for key, value in self.params.items():
@@ -140,9 +129,8 @@ class Chapter:
 
     def sweep(self, variants: Mapping[str, Mapping[str, Any]], *, seeds: Sequence[int] | None = None,
               weights: bool = False) -> dict[str, list[Run]]:
-        """Every variant (``label -> config changes``) for every seed: ``label -> runs``, from the store or
-        trained (several at once on a GPU). ``weights``: the runs' weights must be here (chapter 3's backbone),
-        so a stored run without them is trained again."""
+        """Every variant (``label -> config changes``) for every seed: ``label -> runs``, from the store or trained;
+        ``weights``: a stored run without its weights is trained again."""
         planned = [(label, self.config(**{**changes, "seed": s, "extra": {"label": label, **changes.get("extra", {})}}))
                    for label, changes in variants.items() for s in (seeds or seeds_of(self.params))]
         found = [prepare(self.name, label, config, smoke=self.smoke, need_weights=weights) for label, config in planned]
@@ -154,16 +142,14 @@ class Chapter:
         return out
 
     def findings(self, rows: Sequence[Mapping[str, Any]], template: str, **values: Any) -> Any:
-        """The paragraph that reports ``rows``: ``template`` with ``{key}`` of a row's text, ``{name}`` of a
-        parameter or of ``values``; in the smoke configuration, :data:`NO_RESULTS` once per page."""
+        """``template`` with the rows' texts, parameters and ``values``; smoke: :data:`NO_RESULTS` once a page."""
         if self.smoke:
             said, self._said_no_results = self._said_no_results, True
             return None if said else markdown(NO_RESULTS)
         return markdown(paragraph(template, {**self.params, **texts(rows), **values}))
 
     def finish(self, results: Sequence[Mapping[str, Any]] = ()) -> Path:
-        """Write ``<runs>/records/<chapter>.json``: environment, time, parameters and what differs, each run
-        (summary, key, store entry, where and when trained), headline rows; the banner then shows the runs."""
+        """Write ``<runs>/records/<chapter>.json`` (environment, time, parameters, runs, headline rows)."""
         minutes = (time.perf_counter() - self._t0) / 60.0
         runs = [{**run_summary(g.run), "key": g.key, "from": g.source,
                  "trained_at": (g.run.record.get("end_time") or "")[:19],
@@ -180,9 +166,8 @@ class Chapter:
 
 
 def start(name: str, namespace: Mapping[str, Any], *, title: str, defaults: Mapping[str, Any] | None = None) -> Chapter:
-    """Begin chapter ``name`` with the values of ``namespace`` (the notebook's globals); ``defaults``: its
-    cell's (default: ``papermill.inspect_notebook``). A name the cell does not declare (``-p lrr 0.1``:
-    papermill only warns) and an empty ``seeds`` are refused."""
+    """Begin chapter ``name`` with the notebook's globals; a name its parameters cell (``defaults``) does not declare
+    (``-p lrr 0.1``: papermill only warns) and an empty ``seeds`` are refused."""
     declared = dict(notebook_defaults(name) if defaults is None else defaults)
     values = parameters(namespace)
     unknown = sorted(set(values) - set(declared))
@@ -194,7 +179,7 @@ def start(name: str, namespace: Mapping[str, Any], *, title: str, defaults: Mapp
     if "seeds" in params and not list(params["seeds"]):
         raise ValueError(f"{name}: seeds is empty: at least one seed is needed (e.g. -y \"seeds: [0]\")")
     smoke = read_files([smoke_file(name)]) if params.get("smoke") and smoke_file(name).is_file() else {}
-    changed = {k: (declared[k], SMOKE_FILE if k in smoke and smoke[k] == v else PASSED)
+    changed = {k: (declared[k], _SMOKE_FILE if k in smoke and smoke[k] == v else _PASSED)
                for k, v in params.items() if v != declared[k]}
     chapter = Chapter(name=name, title=title, params=params, changed=changed)
     chapter.record = {"chapter": name, "title": title, "configuration": chapter.configuration,

@@ -1,6 +1,4 @@
-"""The report layer's commands: ``python -m convnext_report plan`` (:mod:`.plan`), ``publish`` (:mod:`.store`)
-and ``runs``: finished runs without writing code, the result store's entries (local layer, then committed) and
-the run folders under ``<runs>``, listed or two compared side by side."""
+"""The report layer's commands: ``python -m convnext_report plan``, ``publish`` and ``runs`` (``runs compare``)."""
 
 from __future__ import annotations
 
@@ -33,8 +31,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     plan.add_argument("--smoke", action="store_true", help="the smoke configuration (book/params/*.smoke.yaml)")
     plan.add_argument("-f", "--parameters", action="append", default=[], metavar="FILE.yaml",
                       help="parameter file (as papermill -f), each value to the chapters that declare it")
-    plan.add_argument("--benchmarks", metavar="DIR", help="measured throughput, *.json rows "
-                                                          "(default: <repo>/benchmarks/results)")
+    plan.add_argument("--benchmarks", metavar="DIR",
+                      help="measured throughput, *.json rows (default: <repo>/benchmarks/results)")
     plan.add_argument("--packed", type=int, default=1, metavar="K",
                       help="runs trained side by side on one GPU (uses the benchmarks' packed-K rows)")
     plan.add_argument("--runs", action="store_true", help="also list every run (a stored one: its measured seconds)")
@@ -101,9 +99,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     config, metrics = compare(a, b, names=(args.a, args.b))
-    print("settings that differ:" if len(config) else "settings: the same")
-    if len(config):
-        print(config.to_string(index=False))
+    print(f"settings that differ:\n{config.to_string(index=False)}" if len(config) else "settings: the same")
     print("\n" + metrics.to_string(index=False))
     return 0
 
@@ -125,8 +121,7 @@ def _row(run: Run, where: str) -> dict:
 
 
 def list_runs() -> pd.DataFrame:
-    """One row per finished run: the result store's entries (each key once; ``where``: the ``local`` layer or
-    ``committed``), then the finished run folders under ``<runs>`` of runs not stored."""
+    """One row per finished run: the store's entries (each key once, local first), then unstored run folders."""
     local = store.local_dir("results")
     found = [(e.path, "local" if e.path.is_relative_to(local) else "committed")
              for smoke in (False, True) for e in store.entries(smoke=smoke)]

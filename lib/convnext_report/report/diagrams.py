@@ -17,12 +17,8 @@ __all__ = ["plot_dyt", "plot_grn", "plot_roadmap", "plot_stage_sizes"]
 
 
 def plot_roadmap(roadmap: pd.DataFrame, *, reference: Mapping[str, float] | None = None) -> Figure:
-    """The paper's modernisation steps (ImageNet-1K top-1) as horizontal bars coloured by design group.
-
-    ``roadmap``: :func:`.claims.roadmap_frame` (a step, its top-1 and design level: training, macro or micro).
-    """
-    fig, axes = subplots(height=0.36 * len(roadmap) + 1.9)
-    ax = axes[0, 0]
+    """The paper's modernisation steps (:func:`.claims.roadmap_frame`) as bars coloured by design level."""
+    fig, [[ax]] = subplots(height=0.36 * len(roadmap) + 1.9)
     y, top1, groups = np.arange(len(roadmap))[::-1], roadmap.iloc[:, 1], roadmap.iloc[:, 2]
     ax.barh(y, top1, color=[COLORS.get(g, COLORS["other"]) for g in groups], height=0.7)
     for yi, v in zip(y, top1):
@@ -41,17 +37,13 @@ def plot_roadmap(roadmap: pd.DataFrame, *, reference: Mapping[str, float] | None
 
 
 def plot_stage_sizes(frame: pd.DataFrame) -> Figure:
-    """Spatial side of the feature map after the stem and each stage: one line per distinct set of sides,
-    labelled with every setting that gives it.
-
-    ``frame``: columns ``setting``, ``layer`` and ``side`` (:func:`.tables.stage_table`).
-    """
+    """Feature-map side after the stem and each stage (:func:`.tables.stage_table`): one line per distinct set of
+    sides, labelled with every setting that gives it."""
     layers = list(dict.fromkeys(frame["layer"]))
     lines: dict[tuple, list[str]] = {}
     for name, group in frame.groupby("setting", sort=False):
         lines.setdefault(tuple(group.set_index("layer").reindex(layers)["side"]), []).append(name)
-    fig, axes = subplots(height=4.0)
-    ax = axes[0, 0]
+    fig, [[ax]] = subplots(height=4.0)
     for i, (sides, names) in enumerate(lines.items()):
         ax.plot(range(len(layers)), sides, marker="osD^v"[i % 5], color=sns.color_palette("deep")[i % 10],
                 label=" = ".join(names))
@@ -68,8 +60,7 @@ def plot_stage_sizes(frame: pd.DataFrame) -> Figure:
 def plot_dyt(alphas: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), *, x_max: float = 6.0) -> Figure:
     """DyT's squashing ``tanh(alpha * x)`` for several alpha, next to the identity it replaces."""
     x = np.linspace(-x_max, x_max, 401)
-    fig, axes = subplots(height=3.8)
-    ax = axes[0, 0]
+    fig, [[ax]] = subplots(height=3.8)
     for color, a in zip(sns.color_palette("viridis", len(alphas)), alphas):
         ax.plot(x, np.tanh(a * x), color=color, label=f"α = {a:g}")
     ax.plot(x, np.clip(x, -1.5, 1.5), color=COLORS["reference"], ls=":", lw=1, label="identity (clipped)")
@@ -84,15 +75,15 @@ def plot_dyt(alphas: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0), *, x_max: flo
 def plot_grn(before: np.ndarray, after: np.ndarray) -> Figure:
     """Per-channel global response (L2 norm over H×W) before and after GRN, channels sorted by response."""
     order = np.argsort(before)[::-1]
-    fig, axes = subplots(1, 2, height=3.4)
+    fig, [[left, right]] = subplots(1, 2, height=3.4)
     channels = np.arange(len(before))
-    axes[0, 0].bar(channels, after[order], color=COLORS["selection"], label="after GRN")
-    axes[0, 0].bar(channels, before[order], color=COLORS["train"], label="input")
-    axes[0, 0].set_xlabel("channel, by input response")
-    axes[0, 0].set_ylabel("‖X_c‖₂ over H×W")
-    axes[0, 0].legend()
-    axes[0, 1].scatter(before[order] / before.mean(), after[order] / before[order], s=14, color=COLORS["training"])
-    axes[0, 1].set_xlabel("N_c = ‖X_c‖ / mean ‖X‖")
-    axes[0, 1].set_ylabel("gain ‖GRN(X)_c‖ / ‖X_c‖")
+    left.bar(channels, after[order], color=COLORS["selection"], label="after GRN")
+    left.bar(channels, before[order], color=COLORS["train"], label="input")
+    left.set_xlabel("channel, by input response")
+    left.set_ylabel("‖X_c‖₂ over H×W")
+    left.legend()
+    right.scatter(before[order] / before.mean(), after[order] / before[order], s=14, color=COLORS["training"])
+    right.set_xlabel("N_c = ‖X_c‖ / mean ‖X‖")
+    right.set_ylabel("gain ‖GRN(X)_c‖ / ‖X_c‖")
     fig.tight_layout()
     return fig

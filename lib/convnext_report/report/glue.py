@@ -1,9 +1,5 @@
-"""Glue a value into the running notebook for ``{glue:text}`key``` in the book's prose.
-
-myst-nb's ``glue`` when it is installed (the ``book`` extra); otherwise the same display call,
-made with IPython alone, so a chapter also executes where only papermill and a kernel exist (the
-GPU machine): the build reads the glued values from the outputs either way.
-"""
+"""Glue a value for ``{glue:text}`key``` in the prose: myst-nb's ``glue``, or (no myst-nb: the GPU machine) the
+same display call made with IPython alone."""
 
 from __future__ import annotations
 
@@ -21,8 +17,7 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     except ImportError:
         myst_glue = None
     if myst_glue is not None:
-        myst_glue(name, value, display)
-        return
+        return myst_glue(name, value, display)
     from IPython.core.formatters import format_display_data  # local: IPython only inside a kernel
     from IPython.display import display as ipy_display
 

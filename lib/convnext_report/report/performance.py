@@ -1,9 +1,5 @@
-"""The Performance appendix: the throughput benchmark's committed rows as a table and a figure.
-
-``benchmarks/throughput.py`` writes one JSON list of rows per device into ``benchmarks/results/``;
-this module reads them back and nothing else. GPU rows win: CPU rows are shown only while no GPU
-row exists, and then the page says they are CPU numbers.
-"""
+"""The Performance appendix: the committed rows of ``benchmarks/throughput.py`` as a table and a figure (GPU rows
+win; CPU rows are shown, labelled, only while no GPU row exists)."""
 
 from __future__ import annotations
 
@@ -35,8 +31,7 @@ def load_rows(folder: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def measured_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows to show: the GPU measured most recently if there is one, else the CPU rows; one row per
-    model and mode (the latest). ``frame.attrs["kind"]`` is ``"gpu"``, ``"cpu"`` or ``"none"``."""
+    """The latest row per model and mode of the latest GPU, else of the CPU; ``attrs["kind"]``: gpu, cpu or none."""
     gpu = frame[frame["device_type"] == "cuda"]
     pool = gpu if not gpu.empty else frame[frame["device_type"] == "cpu"]
     pool = pool.sort_values("measured_at") if "measured_at" in pool else pool
@@ -65,8 +60,8 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
 
 
 def throughput(rows: pd.DataFrame) -> pd.DataFrame:
-    """Training images/s per model setting (fewest FLOPs first) in each mode, and what our loop gains over the
-    eager one (``synthetic ÷ eager``) and keeps of it on real data (``real ÷ synthetic``)."""
+    """Training images/s per model setting (fewest FLOPs first) and mode, with ``synthetic ÷ eager`` and
+    ``real ÷ synthetic``."""
     single = rows[rows["mode"].isin(MODES)]
     if single.empty:
         return pd.DataFrame(columns=["model", "image_size", "batch_size", *MODES])
@@ -79,10 +74,8 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_throughput(table: pd.DataFrame) -> Figure:
-    """Images per second per model (a :func:`throughput` table): ours on real data, ours on device-resident
-    data, the eager loop."""
-    fig, axes = subplots(height=0.75 * max(len(table), 2) + 1.4)
-    ax = axes[0, 0]
+    """Images per second per model and mode (a :func:`throughput` table), log scale."""
+    fig, [[ax]] = subplots(height=0.75 * max(len(table), 2) + 1.4)
     if table.empty:
         ax.axis("off")
         ax.text(0.5, 0.5, "No benchmark rows yet.", ha="center", va="center")

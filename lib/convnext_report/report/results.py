@@ -1,8 +1,5 @@
-"""The chapters' records and what pages build from them: headline rows and their texts for the prose, the results
-table, the status table and the box "at a glance" of the introduction and the results page.
-
-A number from the smoke configuration is never a result: its text is None, a table shows "—", and a
-paragraph that needs it is not written (:func:`paragraph`)."""
+"""The chapters' records and what pages build from them (headline rows, their texts, the results and status tables,
+the box at a glance). A smoke number is never a result: its text is None, a table shows "—"."""
 
 from __future__ import annotations
 
@@ -25,25 +22,20 @@ from .claims import SOURCE_CLAIMS, source_value
 from .experiments import TRAINING_CHAPTERS, notebook, smoke_file
 from .tables import Markdown, Table, runs_frame, show
 
-__all__ = ["COLUMNS", "best_text", "change_text", "code_changes", "glance", "headline", "headline_rows",
-           "headline_table", "headlines", "load_records", "paragraph", "provenance_text", "rerun_command",
-           "results_csv", "state", "status_table", "texts"]
+__all__ = ["best_text", "change_text", "glance", "headline", "headline_rows", "headline_table", "headlines",
+           "load_records", "paragraph", "provenance_text", "rerun_command", "results_csv", "state", "status_table",
+           "texts"]
 
 
 def load_records(records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every ``<chapter>.json`` by name: of ``records_dir``, or (None) of the record layers, local first (a
-    chapter's local record hides its committed one)."""
+    """Every ``<chapter>.json`` of ``records_dir``, or (None) of the record layers (a local one hides the committed)."""
     folders = [Path(records_dir)] if records_dir is not None else store.layers("records")
-    found: dict[str, Path] = {}
-    for folder in folders:
-        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            found.setdefault(p.name, p)
+    found = {p.name: p for folder in reversed(folders) if folder.is_dir() for p in folder.glob("*.json")}
     return [json.loads(found[name].read_text()) for name in sorted(found)]
 
 
 def provenance_text(runs: Sequence[Mapping[str, Any]]) -> str:
-    """Where a chapter's runs (its record's run rows) were trained, when, and for how long: ``"6 runs (4 from the
-    store) on NVIDIA H100, 2026-11-20 – 2026-11-21, 12.5 min (12.5 GPU min)"``; "—" for none."""
+    """Where, when and how long a record's runs trained (``"6 runs (4 from the store) on NVIDIA H100, …"``); "—"."""
     if not runs:
         return "—"
     devices = ", ".join(dict.fromkeys(str(r.get("device") or "unknown device") for r in runs))
@@ -56,16 +48,14 @@ def provenance_text(runs: Sequence[Mapping[str, Any]]) -> str:
 
 def headline(key: str, runs: Sequence[Any], *, experiment: str, source_key: str | None = None,
              metric: str = "test top-1 (%)", value: str = "top1") -> dict[str, Any]:
-    """A headline row for the chapter record: ``value`` over ``runs`` (seed mean ± std), what it was measured on
-    and the runs' chapter and configuration (their ``extra``); ``source_key`` names the claim it answers."""
+    """A headline row for the record: ``value`` over ``runs`` (seed mean ± std), its setup and the claim it answers."""
     if source_key is not None:
         source_value(source_key)  # fail early on a typo
     if not runs:
         raise ValueError(f"headline {key!r} has no runs")
     frame, first = runs_frame(list(runs)), runs[0].config
     values = frame[value].astype(float)
-    epochs = f"{frame['epochs_run'].min()}–{frame['epochs_run'].max()}" if frame["epochs_run"].nunique() > 1 \
-        else str(frame["epochs_run"].iloc[0])
+    epochs = "–".join(map(str, dict.fromkeys([frame["epochs_run"].min(), frame["epochs_run"].max()])))
     if first.epochs > frame["epochs_run"].max():
         epochs += f" of ≤{first.epochs} (early stopping)"
     peeked = value == "top1" and frame["peeked_top1"].notna().all()
@@ -82,8 +72,7 @@ def headline(key: str, runs: Sequence[Any], *, experiment: str, source_key: str 
 
 def headlines(prefix: str, runs: Mapping[str, Sequence[Any]], *, title: str, source_key: Any = None,
               **kw: Any) -> list[dict[str, Any]]:
-    """One :func:`headline` per label of ``runs``, key ``<prefix>_<label>`` (lower case, ``_`` for other
-    characters). ``source_key``: a claim's key, or a function of a run's config returning one (or None)."""
+    """One :func:`headline` per label, key ``<prefix>_<label>``; ``source_key``: a key or a function of a config."""
     return [headline(f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_"), group,
                      experiment=f"{title}: {label}",
                      source_key=source_key(group[0].config) if callable(source_key) else source_key, **kw)
@@ -97,7 +86,6 @@ def headline_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _text(row: Mapping[str, Any] | None) -> str | None:
-    """``"45.2 ± 1.1 % (3 seeds)"`` (± with two seeds or more); None for a smoke row or none."""
     if row is None or row.get("configuration") == "smoke":
         return None
     unit = " points" if str(row.get("metric", "")).startswith("gap") else " %"
@@ -106,8 +94,7 @@ def _text(row: Mapping[str, Any] | None) -> str | None:
 
 
 def texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
-    """The prose's text of each headline row (``key``, and ``<key>_peeked``: what choosing the epoch on the
-    test split would report), None for smoke rows; ``src_<claim>`` for every source claim."""
+    """The prose's text of each row (``key``, ``<key>_peeked``; None if smoke) and of each claim (``src_<key>``)."""
     out: dict[str, str | None] = {f"src_{k}": f"{c['value']:g}" + (" %" if "%" in c["metric"] else "")
                                   for k, c in SOURCE_CLAIMS.items()}
     for row in rows:
@@ -119,8 +106,7 @@ def texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
 
 
 def best_text(rows: Sequence[Mapping[str, Any]], prefix: str) -> str | None:
-    """The text of the best full-configuration row whose key starts with ``prefix``, with its experiment (None:
-    there is none)."""
+    """The text of the best full row whose key starts with ``prefix``, with its experiment (None: no such row)."""
     found = [r for r in rows if r["key"].startswith(prefix) and _text(r)]
     return f"{_text(best)} with {best['experiment']}" if (best := max(found, key=lambda r: r["mean"], default=None)) \
         else None
@@ -135,8 +121,7 @@ def change_text(first: Mapping[str, Any] | None, second: Mapping[str, Any] | Non
 
 
 def paragraph(template: str, values: Mapping[str, Any]) -> str:
-    """``template`` with its ``{name}`` fields from ``values``, or "" when one of them is missing or None (a
-    smoke number): a sentence about results is written only with its numbers."""
+    """``template`` with its ``{name}`` fields from ``values``, or "" when one of them is missing or None."""
     names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
     return template.format(**values) if all(values.get(n) is not None for n in names) else ""
 
@@ -150,35 +135,28 @@ def rerun_command(chapter: str, record: Mapping[str, Any]) -> str:
     return " ".join(["papermill", f"book/{chapter}.ipynb", "out.ipynb", *smoke, *passed])
 
 
-def _files(row: Mapping[str, Any]) -> Markdown | None:
-    """Links to the stored config and log of the row's first run (its committed store entry)."""
+def _files(row: Mapping[str, Any]) -> str:
     entry = next((r.get("store_entry") for r in row.get("record_runs", []) if r.get("key") in row["runs"][:1]), None)
-    if not entry:
-        return None
-    folder = "../results/" + ("smoke/" if row.get("configuration") == "smoke" else "") + entry
-    return Markdown(f"[config]({folder}/config.yaml) · [log]({folder}/log.txt)")
+    folder = "../results/" + ("smoke/" if row.get("configuration") == "smoke" else "") + str(entry)
+    return f"[config]({folder}/config.yaml) · [log]({folder}/log.txt) · " if entry else ""
 
 
 def _cells(row: Mapping[str, Any]) -> dict[str, Any]:
     claim = SOURCE_CLAIMS.get(row.get("source_key") or "")
     model = f"{row.get('model')} ({row['params_M']:.1f} M)" if row.get("params_M") else row.get("model")
-    files = _files(row)
     return {"experiment": Markdown(f"{row['experiment']} ([ch. {int(row['chapter'][:2])}]({row['chapter']}.ipynb))"),
             "this book": _text(row) or "— (smoke run)", "source": f"{claim['value']:g} % ({claim['source']})"
             if claim else None, "setup": f"{row.get('dataset')}; {model}; {row.get('epochs')} epochs",
             "compute": f"{row.get('device')}, {row.get('gpu_minutes', 0):.1f} GPU min" if _text(row) else None,
-            "files and command": Markdown((f"{files.text} · " if files else "")
-                                          + f"`{rerun_command(row['chapter'], row)}`")}
+            "files and command": Markdown(_files(row) + f"`{rerun_command(row['chapter'], row)}`")}
 
 
-#: the results table's columns (:func:`headline_table`)
-COLUMNS = ("experiment", "this book", "source", "setup", "compute", "files and command")
+_COLUMNS = ("experiment", "this book", "source", "setup", "compute", "files and command")
 
 
-def headline_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> Any:
-    """Headline rows as a papers-with-code table: ours next to the source's, the setup (data, model and its
-    parameters, epochs), compute, the stored config and log of the first run and the command that reproduces it."""
-    return show(pd.DataFrame([_cells(r) for r in rows], columns=COLUMNS), columns)
+def headline_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = _COLUMNS) -> Any:
+    """Headline rows as a papers-with-code table: ours, the source's, setup, compute, files, the command."""
+    return show(pd.DataFrame([_cells(r) for r in rows], columns=_COLUMNS), columns)
 
 
 def results_csv(rows: Sequence[Mapping[str, Any]]) -> Any:
@@ -206,41 +184,30 @@ def _git(*args: str) -> str | None:
 
 
 def _sources(text: str | None) -> list[str] | None:
-    return None if text is None else [c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                                      for c in json.loads(text)["cells"]]
-
-
-def code_changes(commit: str, chapter: str) -> tuple[int, list[str]] | None:
-    """Commits since ``commit`` and what of ``chapter``'s code changed since (``library``, ``smoke file``,
-    ``notebook's cells``: not their outputs); None when git cannot tell (no repository, unknown commit)."""
-    behind = _git("rev-list", "--count", f"{commit}..HEAD")
-    changed = _git("diff", "--name-only", commit, "--", "lib", str(smoke_file(chapter).relative_to(store.repo_root())))
-    if behind is None or changed is None:
-        return None
-    path = notebook(chapter)
-    old = _sources(_git("show", f"{commit}:{path.relative_to(store.repo_root())}"))
-    cells = ["notebook's cells"] if path.is_file() and old != _sources(path.read_text()) else []
-    files = changed.split()
-    return int(behind), (["library"] if any(p.startswith("lib/") for p in files) else []) + (
-        ["smoke file"] if any(not p.startswith("lib/") for p in files) else []) + cells
+    return None if text is None else ["".join(c["source"]) for c in json.loads(text)["cells"]]
 
 
 def _commit(record: Mapping[str, Any]) -> str:
-    env = record.get("environment", {})
+    """The record's commit, flagged when its chapter's library, smoke file or cells (not outputs) changed since."""
+    env, chapter, root = record.get("environment", {}), record["chapter"], store.repo_root()
     commit = env.get("git_commit") or "unknown"
     text = f"`{commit}`" + (" with local changes" if env.get("git_dirty") else "")
-    found = code_changes(commit, record["chapter"]) if commit != "unknown" else None
-    if found is None:
+    count = _git("rev-list", "--count", f"{commit}..HEAD") if commit != "unknown" else None
+    files = count and _git("diff", "--name-only", commit, "--", "lib", str(smoke_file(chapter).relative_to(root)))
+    if files is None:
         return text + "; git cannot compare it with HEAD"
-    behind, changed = found
+    path, behind, lib = notebook(chapter), int(count), [p.startswith("lib/") for p in files.split()]
+    old = _sources(_git("show", f"{commit}:{path.relative_to(root)}"))
+    cells = path.is_file() and old != _sources(path.read_text())
+    changed = [what for what, hit in (("library", any(lib)), ("smoke file", False in lib), ("notebook's cells", cells))
+               if hit]
     ago = f"{behind} commit{'s' if behind != 1 else ''} behind HEAD"
     return text + (f"; **{ago}, its {' and '.join(changed)} changed since: execute it again**" if changed
                    else f"; {ago}, its code unchanged" if behind else "; HEAD")
 
 
 def status_table(records: Sequence[Mapping[str, Any]]) -> Table:
-    """One row per executed page: link, configuration, when and where, its runs, its commit (flagged when its
-    code changed since), the command that executes it again (and publishes it)."""
+    """One row per executed page: link, configuration, when and where, runs, commit, the command to execute it."""
     rows = [{"page": Markdown(f"[{int(r['chapter'][:2])}. {r.get('title') or r['chapter']}]({r['chapter']}.ipynb)"),
              "configuration": state(r), "runs": provenance_text(r.get("runs", [])), "commit": Markdown(_commit(r)),
              "executed": f"{(r.get('finished_at') or '')[:10]}, {r['environment']['device']}, "
@@ -256,8 +223,7 @@ def _links(names: Sequence[str]) -> str:
 
 
 def glance(records: Sequence[Mapping[str, Any]], benchmarks: pd.DataFrame) -> Any:
-    """The box "at a glance" as HTML (myst-nb pastes HTML into other pages): what is measured, from the records
-    and the benchmark rows (:func:`.performance.measured_rows`), and what still awaits a GPU."""
+    """The box "at a glance" as HTML (pasted into other pages): what is measured and what still awaits a GPU."""
     from IPython.display import HTML
 
     by_state = {s: [r["chapter"] for r in records if state(r) == s] for s in ("full", "smoke")}

@@ -34,8 +34,7 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>|#])")
 
 
 class Markdown:
-    """A cell's text that is already MyST Markdown (a link, code): :func:`show` does not escape it (not a ``str``:
-    pandas would store it as a plain string)."""
+    """A cell's text that is already MyST Markdown (a link, code): :func:`show` does not escape it."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -83,9 +82,8 @@ class Table:
 
 def show(data: pd.DataFrame | Mapping[str, Any], columns: Sequence[str] | None = None, *,
          digits: int | None = 1) -> Table:
-    """``data`` as a page shows it (:class:`Table`): a frame's ``columns`` (a named index becomes the first
-    column), or a mapping's ``columns`` keys as two columns, "setting" and "value"; floats with ``digits``
-    decimals (None: as short as exact)."""
+    """``data`` as a page shows it: a frame's ``columns`` (a named index first), or a mapping's keys as "setting"
+    and "value"; floats with ``digits`` decimals (None: as short as exact)."""
     if isinstance(data, Mapping):
         keys = columns or list(data)
         return Table(pd.DataFrame({"setting": keys, "value": [data[k] for k in keys]}), digits)
@@ -94,12 +92,8 @@ def show(data: pd.DataFrame | Mapping[str, Any], columns: Sequence[str] | None =
 
 
 def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
-    """One row for a finished run (accuracies in %).
-
-    ``top1``/``top5``: the test split at the selected epoch, the number every table and headline uses;
-    ``selection_top1``: the selection split there; ``peeked_top1``: the best test top-1 over all epochs
-    (NaN unless evaluated every epoch); ``gap``: training minus test accuracy at the selected epoch.
-    """
+    """One row for a finished run (%): ``top1``/``top5`` on test at the selected epoch, ``selection_top1`` there,
+    ``peeked_top1`` the best test top-1 over epochs (NaN unless evaluated each epoch), ``gap`` train minus test."""
     frame, cfg, record = history_frame(run), run.config.to_dict(), run.record or {}
     best = frame.loc[int(frame["selection_acc"].idxmax())]
     top1 = _percent(record.get("final_top1"), fallback=float(best["selection_acc"]))
@@ -128,9 +122,8 @@ def _percent(fraction: float | None, fallback: float = math.nan) -> float:
 
 def runs_frame(runs: Iterable[Any] | Mapping[str, Iterable[Any]]) -> pd.DataFrame:
     """One row per run (:func:`run_summary`); a mapping ``label -> runs`` sets the labels."""
-    if isinstance(runs, Mapping):
-        return pd.DataFrame([run_summary(r, label=label) for label, group in runs.items() for r in group])
-    return pd.DataFrame([run_summary(r) for r in runs])
+    groups = runs.items() if isinstance(runs, Mapping) else [(None, runs)]
+    return pd.DataFrame([run_summary(r, label=label) for label, group in groups for r in group])
 
 
 def curves_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
@@ -140,8 +133,7 @@ def curves_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
 
 
 def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label", metrics: Sequence[str] = ("top1",)) -> pd.DataFrame:
-    """Seed mean, standard deviation (ddof=1; NaN for one seed) and count per group, order kept; one metric:
-    columns ``mean``, ``std``, ``n``, several: ``<metric>_mean`` and ``<metric>_std``."""
+    """Seed mean, std (ddof=1) and count ``n`` per group; several metrics: ``<metric>_mean``, ``<metric>_std``."""
     grouped = frame.groupby([by] if isinstance(by, str) else list(by), sort=False)
     out = pd.DataFrame({"n": grouped[metrics[0]].count()})
     for m in metrics:
@@ -152,8 +144,7 @@ def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label", metrics: S
 
 
 def stage_table(model: str, settings: Sequence[tuple[int, int]]) -> pd.DataFrame:
-    """Feature-map side and channels after the stem and each stage of ``model``, per ``(image_size, stem_stride)``:
-    columns ``setting``, ``layer``, ``side``, ``channels`` (:func:`convnext_report.complexity.stage_shapes`)."""
+    """Feature-map ``side`` and ``channels`` after each ``layer`` of ``model``, per ``(image_size, stem_stride)``."""
     rows = []
     for size, stride in settings:
         with torch.device("meta"):  # shapes only: no weights, no compute
@@ -170,12 +161,9 @@ def stage_of(layer: str) -> str:
 
 
 def alpha_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
-    """DyT alphas per epoch from the runs' ``dyt_alpha.csv``: ``label``, ``seed``, ``epoch``, ``layer``, ``stage``,
-    ``alpha`` (empty if no run logged any)."""
+    """DyT alphas per epoch and layer from the runs' ``dyt_alpha.csv`` (empty if no run logged any)."""
     parts = [pd.read_csv(Path(run.path) / "dyt_alpha.csv").assign(label=label, seed=run.config.seed)
              for label, group in runs.items() for run in group if (Path(run.path) / "dyt_alpha.csv").is_file()]
     columns = ["label", "seed", "epoch", "layer", "stage", "alpha"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    frame = pd.concat(parts, ignore_index=True)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return frame.assign(stage=frame["layer"].map(stage_of))[columns]
