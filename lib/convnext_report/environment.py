@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["cpu_model", "device_name", "environment_record", "git_state", "now_iso", "package_versions"]
+__all__ = ["cpu_model", "device_name", "environment_record", "git_output", "git_state", "now_iso", "package_versions"]
 
 _PACKAGES = ("torch", "torchvision", "timm", "numpy", "convnext-report")
 
@@ -52,37 +52,29 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def git_output(where: str | os.PathLike, *args: str) -> str | None:
+    """The stripped output of ``git -C where ARGS``, or None where git fails or is missing."""
+    try:
+        done = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``."""
-    where = str(path or Path(__file__).resolve().parent)
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", where, *args], capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    where = path or Path(__file__).resolve().parent
+    commit = git_output(where, "rev-parse", "HEAD")
+    status = git_output(where, "status", "--porcelain", "--untracked-files=no") if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
 def environment_record(device: torch.device, *, world_size: int = 1) -> dict[str, Any]:
     """Device, versions, git state and command line of the current process."""
     record: dict[str, Any] = {
-        "device": str(device),
-        "device_name": device_name(device),
-        "world_size": world_size,
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "versions": package_versions(),
-        "git": git_state(),
-        "command": " ".join(sys.argv),
+        "device": str(device), "device_name": device_name(device), "world_size": world_size, "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "versions": package_versions(), "git": git_state(), "command": " ".join(sys.argv),
     }
     if device.type == "cuda":
         record["cuda"] = torch.version.cuda

@@ -10,13 +10,13 @@ import os
 import re
 import shlex
 import string
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..environment import git_output
 from . import store
 from .claims import SOURCE_CLAIMS, source_value
 from .experiments import TRAINING_CHAPTERS, notebook, smoke_file
@@ -176,11 +176,7 @@ def state(record: Mapping[str, Any]) -> str:
 
 
 def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(store.repo_root()), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout if done.returncode == 0 else None
+    return git_output(store.repo_root(), *args)
 
 
 def _sources(text: str | None) -> list[str] | None:
