@@ -170,8 +170,7 @@ def start(name: str, namespace: Mapping[str, Any], *, title: str, defaults: Mapp
     (``-p lrr 0.1``: papermill only warns) and an empty ``seeds`` are refused."""
     declared = dict(notebook_defaults(name) if defaults is None else defaults)
     values = parameters(namespace)
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
+    if unknown := sorted(set(values) - set(declared)):
         raise ValueError(f"{name}: {unknown} {'is not a parameter' if len(unknown) == 1 else 'are not parameters'} "
                          f"of this chapter (a typo?); its parameters: {', '.join(sorted(declared))} (in an "
                          "interactive session, the values later cells set count too: restart the kernel)")

@@ -107,9 +107,8 @@ def texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
 
 def best_text(rows: Sequence[Mapping[str, Any]], prefix: str) -> str | None:
     """The text of the best full row whose key starts with ``prefix``, with its experiment (None: no such row)."""
-    found = [r for r in rows if r["key"].startswith(prefix) and _text(r)]
-    return f"{_text(best)} with {best['experiment']}" if (best := max(found, key=lambda r: r["mean"], default=None)) \
-        else None
+    best = max((r for r in rows if r["key"].startswith(prefix) and _text(r)), key=lambda r: r["mean"], default=None)
+    return f"{_text(best)} with {best['experiment']}" if best else None
 
 
 def change_text(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> str | None:
@@ -175,10 +174,6 @@ def state(record: Mapping[str, Any]) -> str:
     return record.get("configuration", "full") if record["chapter"] in TRAINING_CHAPTERS else "not training"
 
 
-def _git(*args: str) -> str | None:
-    return git_output(store.repo_root(), *args)
-
-
 def _sources(text: str | None) -> list[str] | None:
     return None if text is None else ["".join(c["source"]) for c in json.loads(text)["cells"]]
 
@@ -188,12 +183,13 @@ def _commit(record: Mapping[str, Any]) -> str:
     env, chapter, root = record.get("environment", {}), record["chapter"], store.repo_root()
     commit = env.get("git_commit") or "unknown"
     text = f"`{commit}`" + (" with local changes" if env.get("git_dirty") else "")
-    count = _git("rev-list", "--count", f"{commit}..HEAD") if commit != "unknown" else None
-    files = count and _git("diff", "--name-only", commit, "--", "lib", str(smoke_file(chapter).relative_to(root)))
+    count = git_output(root, "rev-list", "--count", f"{commit}..HEAD") if commit != "unknown" else None
+    files = count and git_output(root, "diff", "--name-only", commit, "--", "lib",
+                                 str(smoke_file(chapter).relative_to(root)))
     if files is None:
         return text + "; git cannot compare it with HEAD"
     path, behind, lib = notebook(chapter), int(count), [p.startswith("lib/") for p in files.split()]
-    old = _sources(_git("show", f"{commit}:{path.relative_to(root)}"))
+    old = _sources(git_output(root, "show", f"{commit}:{path.relative_to(root)}"))
     cells = path.is_file() and old != _sources(path.read_text())
     changed = [what for what, hit in (("library", any(lib)), ("smoke file", False in lib), ("notebook's cells", cells))
                if hit]

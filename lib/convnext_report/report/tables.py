@@ -16,11 +16,11 @@ from .. import complexity
 from ..models import build_model
 from ..selection import history_frame
 
-__all__ = ["HEADERS", "Markdown", "Table", "alpha_frame", "curves_frame", "run_summary", "runs_frame", "show",
-           "stage_of", "stage_table", "summarise"]
+__all__ = ["Markdown", "Table", "alpha_frame", "curves_frame", "run_summary", "runs_frame", "show", "stage_table",
+           "summarise"]
 
 #: readable headers, with units, for the columns the pages show (others: ``_`` becomes a space)
-HEADERS = {
+_HEADERS = {
     "label": "run", "top1": "test top-1 (%)", "top5": "test top-5 (%)", "selection_top1": "held-out top-1 (%)",
     "train_top1": "train top-1 (%)", "gap": "train − test (points)", "peeked_top1": "best test top-1 over epochs (%)",
     "selected_epoch": "selected epoch", "epochs_run": "epochs run", "minutes": "minutes",
@@ -45,11 +45,11 @@ class Markdown:
 
 def _header(name: Any) -> str:
     name = str(name)
-    for suffix in ("_mean", "_std"):
-        if name.endswith(suffix) and name[: -len(suffix)] in HEADERS:
-            return f"{HEADERS[name[: -len(suffix)]]}, {suffix[1:]}"
+    stat = re.fullmatch(r"(.+)_(mean|std)", name)
+    if stat and stat[1] in _HEADERS:
+        return f"{_HEADERS[stat[1]]}, {stat[2]}"
     macs = re.fullmatch(r"GMACs_(\d+)", name)
-    return f"GMACs at {macs.group(1)} px" if macs else HEADERS.get(name, name.replace("_", " "))
+    return f"GMACs at {macs.group(1)} px" if macs else _HEADERS.get(name, name.replace("_", " "))
 
 
 def _cell(value: Any, digits: int | None) -> str:
@@ -149,12 +149,12 @@ def stage_table(model: str, settings: Sequence[tuple[int, int]]) -> pd.DataFrame
     for size, stride in settings:
         with torch.device("meta"):  # shapes only: no weights, no compute
             net = build_model(model, num_classes=10, stem_stride=stride)
-        rows += [{"setting": f"{size} px, stem stride {stride}", "layer": stage_of(layer), "side": int(height),
+        rows += [{"setting": f"{size} px, stem stride {stride}", "layer": _stage_of(layer), "side": int(height),
                   "channels": int(channels)} for layer, (channels, height, _) in complexity.stage_shapes(net, size)]
     return pd.DataFrame(rows)
 
 
-def stage_of(layer: str) -> str:
+def _stage_of(layer: str) -> str:
     """``"stem"``, ``"stage 3"`` ... for a parameter or layer name of a ConvNeXt."""
     parts = layer.split(".")
     return f"stage {int(parts[1]) + 1}" if parts[0] == "stages" and len(parts) > 1 else parts[0]
@@ -166,4 +166,4 @@ def alpha_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
              for label, group in runs.items() for run in group if (Path(run.path) / "dyt_alpha.csv").is_file()]
     columns = ["label", "seed", "epoch", "layer", "stage", "alpha"]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    return frame.assign(stage=frame["layer"].map(stage_of))[columns]
+    return frame.assign(stage=frame["layer"].map(_stage_of))[columns]
