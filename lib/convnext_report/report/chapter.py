@@ -1,5 +1,4 @@
-"""What every book chapter shares: its parameters (the ``parameters`` cell holds the full configuration; papermill
-sets others after it), its runs, its banner, the paragraphs that report its numbers, its record."""
+"""What every book chapter shares: its parameters, runs, banner, the paragraphs that report its numbers, its record."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The book's explanatory figures: the roadmap, feature-map sizes, DyT and GRN, in the style of
-:mod:`convnext_report.figures` (chapter 2's block diagram is a static drawing, ``book/figures/blocks.svg``)."""
+"""The book's explanatory figures: roadmap, feature-map sizes, DyT and GRN (chapter 2's blocks are an SVG file)."""
 
 from __future__ import annotations
 

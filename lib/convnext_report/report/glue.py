@@ -1,5 +1,4 @@
-"""Glue a value for ``{glue:text}`key``` in the prose: myst-nb's ``glue``, or (no myst-nb: the GPU machine) the
-same display call made with IPython alone."""
+"""Glue a value for ``{glue:text}`key``` in the prose: myst-nb's ``glue``, or without myst-nb IPython alone."""
 
 from __future__ import annotations
 

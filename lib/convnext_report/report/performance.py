@@ -1,5 +1,4 @@
-"""The Performance appendix: the committed rows of ``benchmarks/throughput.py`` as a table and a figure (GPU rows
-win; CPU rows are shown, labelled, only while no GPU row exists)."""
+"""The Performance appendix: the committed rows of ``benchmarks/throughput.py`` as a table and a figure."""
 
 from __future__ import annotations
 
@@ -60,8 +59,7 @@ def benchmark_banner(rows: pd.DataFrame) -> Any:
 
 
 def throughput(rows: pd.DataFrame) -> pd.DataFrame:
-    """Training images/s per model setting (fewest FLOPs first) and mode, with ``synthetic ÷ eager`` and
-    ``real ÷ synthetic``."""
+    """Training images/s per model setting (fewest FLOPs first) and mode; synthetic ÷ eager, real ÷ synthetic."""
     single = rows[rows["mode"].isin(MODES)]
     if single.empty:
         return pd.DataFrame(columns=["model", "image_size", "batch_size", *MODES])

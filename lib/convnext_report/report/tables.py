@@ -101,10 +101,9 @@ def run_summary(run: Any, *, label: str | None = None) -> dict[str, Any]:
     minutes = float(seconds if seconds is not None else frame.get("seconds", pd.Series([math.nan])).sum()) / 60.0
     return {
         "label": label or cfg.get("extra", {}).get("label") or cfg.get("run_name") or cfg.get("model"),
-        "seed": cfg.get("seed"), "model": cfg.get("model"), "dataset": cfg.get("dataset"),
-        "image_size": cfg.get("image_size"), "optimizer": cfg.get("optimizer"), "norm": cfg.get("norm"),
-        "stem_stride": cfg.get("stem_stride"), "recipe": (cfg.get("extra") or {}).get("recipe"),
-        "selection": cfg.get("selection", "test"), "top1": top1, "top5": _percent(record.get("final_top5")),
+        **{k: cfg.get(k) for k in ("seed", "model", "dataset", "image_size", "optimizer", "norm", "stem_stride")},
+        "recipe": (cfg.get("extra") or {}).get("recipe"), "selection": cfg.get("selection", "test"), "top1": top1,
+        "top5": _percent(record.get("final_top5")),
         "selected_epoch": int(best["epoch"]), "epochs_run": int(frame["epoch"].max()),
         "selection_top1": float(best["selection_acc"]), "train_top1": float(best["train_acc"]),
         "gap": float(best["train_acc"]) - top1, "peeked_top1": _percent(record.get("peeked_top1")),
