@@ -36,8 +36,7 @@ def plot_roadmap(roadmap: pd.DataFrame, *, reference: Mapping[str, float] | None
 
 
 def plot_stage_sizes(frame: pd.DataFrame) -> Figure:
-    """Feature-map side after the stem and each stage (:func:`.tables.stage_table`): one line per distinct set of
-    sides, labelled with every setting that gives it."""
+    """Feature-map side after the stem and each stage (:func:`.tables.stage_table`); equal sides share a line."""
     layers = list(dict.fromkeys(frame["layer"]))
     lines: dict[tuple, list[str]] = {}
     for name, group in frame.groupby("setting", sort=False):

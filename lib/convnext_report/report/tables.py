@@ -134,12 +134,8 @@ def curves_frame(runs: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
 def summarise(frame: pd.DataFrame, by: str | Sequence[str] = "label", metrics: Sequence[str] = ("top1",)) -> pd.DataFrame:
     """Seed mean, std (ddof=1) and count ``n`` per group; several metrics: ``<metric>_mean``, ``<metric>_std``."""
     grouped = frame.groupby([by] if isinstance(by, str) else list(by), sort=False)
-    out = pd.DataFrame({"n": grouped[metrics[0]].count()})
-    for m in metrics:
-        prefix = f"{m}_" if len(metrics) > 1 else ""
-        out[prefix + "mean"], out[prefix + "std"] = grouped[m].mean(), grouped[m].std()
-    out["gpu_minutes"] = grouped["gpu_minutes"].sum()
-    return out.reset_index()
+    stats = {f"{m}_{s}" if len(metrics) > 1 else s: (m, s) for m in metrics for s in ("mean", "std")}
+    return grouped.agg(n=(metrics[0], "count"), **stats, gpu_minutes=("gpu_minutes", "sum")).reset_index()
 
 
 def stage_table(model: str, settings: Sequence[tuple[int, int]]) -> pd.DataFrame:
