@@ -173,10 +173,10 @@ def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: 
     if not (status == "finished" or (status == "failed" and record.get("stop_reason") == "non_finite_loss")):
         raise StoreError(f"run {folder} is not finished (status {status!r}); only finished runs are stored")
     dest = local_dir("results") / ("smoke" if smoke else "") / chapter / entry_name(label, seed, key)
-    existing = read_json(dest / STORE_FILE).get("key")
-    if existing == key and not replace:
-        return Entry(dest, read_json(dest / STORE_FILE))
-    if existing not in (None, key):
+    existing = read_json(dest / STORE_FILE)
+    if existing.get("key") == key and not replace:
+        return Entry(dest, existing)
+    if existing.get("key") not in (None, key):
         raise StoreError(f"{dest} holds another key; remove it or bump STORE_VERSION")
     tmp, old = (dest.with_name(f".{dest.name}.{os.getpid()}.{s}") for s in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
