@@ -96,7 +96,7 @@ def compile_shape(config: Any) -> tuple | None:
 def read_benchmarks(folder: str | Path | None = None) -> list[dict[str, Any]]:
     """Every row of the ``*.json`` files in ``folder`` (default ``<repo>/benchmarks/results``)."""
     folder = Path(folder) if folder is not None else store.repo_root() / "benchmarks" / "results"
-    data = [json.loads(file.read_text()) for file in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    data = [json.loads(file.read_text()) for file in sorted(folder.glob("*.json"))]  # a missing folder: none
     return [row for d in data for row in (d.get("rows", []) if isinstance(d, dict) else d)]
 
 

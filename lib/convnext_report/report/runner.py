@@ -55,12 +55,12 @@ def prepare(chapter: str, label: str, config: Any, *, smoke: bool, need_weights:
     key = store.run_key(config)
     config = config.replace(out_dir=str(runs_folder(chapter, smoke)), run_name=store.entry_name(label, config.seed, key),
                             resume=True)
-    entry, folder = store.find(key, smoke=smoke), Path(config.out_dir) / config.run_name
-    if entry is not None and need_weights and (folder / CHECKPOINT_BEST).is_file():
-        return Obtained(load_run(folder), key, "store", entry)
-    if entry is not None and not need_weights:
-        return Obtained(store.load(entry, config), key, "store", entry)
-    return Pending(chapter, label, key, config, smoke, entry)
+    p = Pending(chapter, label, key, config, smoke, store.find(key, smoke=smoke))
+    if p.entry is not None and need_weights and (p.folder / CHECKPOINT_BEST).is_file():
+        return Obtained(load_run(p.folder), key, "store", p.entry)
+    if p.entry is not None and not need_weights:
+        return Obtained(store.load(p.entry, p.config), key, "store", p.entry)
+    return p
 
 
 def train_missing(pending: Sequence[Pending], *, workers: int | None = None,

@@ -37,6 +37,8 @@ IDENTITY_TAG = "pretrained_identity"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt", ".bin")
 #: the entry's own file: key, provenance, each file's sha256
 STORE_FILE = "store.json"
+#: a run folder's files that stay out of its entry: weights, temporary files, the entry's own file
+_NOT_STORED = shutil.ignore_patterns(*(f"*{suffix}" for suffix in WEIGHT_SUFFIXES), ".*", "*.tmp", STORE_FILE)
 #: an entry should stay under this size (eval.npz of 10,000 images is about 60 KB); larger ones warn
 MAX_ENTRY_BYTES = 300_000
 
@@ -161,11 +163,6 @@ def find(key: str, *, smoke: bool) -> Entry | None:
     return next((e for e in entries(smoke=smoke) if e.key == key), None)
 
 
-def _stored(name: str) -> bool:
-    """Whether a run folder's file goes into its entry: no weights, no temporary files, not the entry's own."""
-    return not (name.endswith(WEIGHT_SUFFIXES) or name.startswith(".") or name.endswith(".tmp") or name == STORE_FILE)
-
-
 def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: int, smoke: bool,
         replace: bool = False) -> Entry:
     """Copy a finished run folder's small files into the local layer's store, whole or not at all (a
@@ -176,15 +173,15 @@ def put(folder: str | os.PathLike, *, key: str, chapter: str, label: str, seed: 
     if not (status == "finished" or (status == "failed" and record.get("stop_reason") == "non_finite_loss")):
         raise StoreError(f"run {folder} is not finished (status {status!r}); only finished runs are stored")
     dest = local_dir("results") / ("smoke" if smoke else "") / chapter / entry_name(label, seed, key)
-    existing = read_json(dest / STORE_FILE).get("key")
-    if existing == key and not replace:
-        return Entry(dest, read_json(dest / STORE_FILE))
-    if existing not in (None, key):
+    existing = read_json(dest / STORE_FILE)
+    if existing.get("key") == key and not replace:
+        return Entry(dest, existing)
+    if existing.get("key") not in (None, key):
         raise StoreError(f"{dest} holds another key; remove it or bump STORE_VERSION")
     tmp, old = (dest.with_name(f".{dest.name}.{os.getpid()}.{s}") for s in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        shutil.copytree(folder, tmp, ignore=lambda _, names: [n for n in names if not _stored(n)])
+        shutil.copytree(folder, tmp, ignore=_NOT_STORED)
         if (tmp / "config.yaml").is_file():  # the data folder is the machine's; here it is $CONVNEXT_REPORT_DATA
             values = yaml.safe_load((tmp / "config.yaml").read_text())
             (tmp / "config.yaml").write_text(yaml.safe_dump({**values, "data_dir": None}, sort_keys=False))
