@@ -99,6 +99,8 @@ def test_pretrained_identity(tmp_path):
 def test_round_trip_keeps_every_small_file_and_no_weights(tmp_path):
     config = TrainConfig(lr=1e-3, data_dir="/gpu/machine/data", out_dir=str(tmp_path / "runs"), run_name="r")
     folder = finished_run(tmp_path / "runs" / "r", config)
+    for litter in (".lock", "checkpoint_last.pt.tmp", "store.json"):  # a lock, a cut-short write, an old marker
+        (folder / litter).write_text("x")
     key = store.run_key(config)
     entry = store.put(folder, key=key, chapter="06_x", label="a / b", seed=0, smoke=False)
     assert entry.path == tmp_path / "runs" / "results" / "06_x" / f"a_b-s0-{key[:8]}"  # not publishing: local
