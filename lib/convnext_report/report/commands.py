@@ -108,8 +108,8 @@ def _compare(args: argparse.Namespace) -> int:
 METRICS = ["top1", "top5", "selected_epoch", "epochs_run", "selection_top1", "gap", "minutes", "device", "trained"]
 
 
-def _row(run: Run, where: str) -> dict:
-    meta, extra, summary = read_json(run.path / store.STORE_FILE), run.config.extra or {}, run_summary(run)
+def _row(run: Run, where: str, meta: dict) -> dict:
+    extra, summary = run.config.extra or {}, run_summary(run)
     try:
         key = meta.get("key") or store.run_key(run.config)
     except FileNotFoundError:  # its pretrained file is gone: it cannot be identified
@@ -123,14 +123,14 @@ def _row(run: Run, where: str) -> dict:
 def list_runs() -> pd.DataFrame:
     """One row per finished run: the store's entries (each key once, local first), then unstored run folders."""
     local = store.local_dir("results")
-    found = [(e.path, "local" if e.path.is_relative_to(local) else "committed")
+    found = [(e.path, "local" if e.path.is_relative_to(local) else "committed", e.meta)
              for smoke in (False, True) for e in store.entries(smoke=smoke)]
-    found += [(r.parent, "run folder") for r in sorted(store.runs_dir().glob("**/record.json"))
+    found += [(r.parent, "run folder", {}) for r in sorted(store.runs_dir().glob("**/record.json"))
               if not r.parent.is_relative_to(local) and read_json(r).get("status") == "finished"]
     rows = []
-    for folder, where in found:
+    for folder, where, meta in found:
         try:
-            rows.append(_row(load_run(folder), where))
+            rows.append(_row(load_run(folder), where, meta))
         except (ValueError, KeyError, FileNotFoundError) as err:  # written by an older version of the library
             warnings.warn(f"{store.display_path(folder)} is left out: it cannot be read ({err})", stacklevel=2)
     frame = pd.DataFrame(rows)
