@@ -11,7 +11,7 @@ import torch
 
 from convnext_report.config import TrainConfig
 from convnext_report.data.registry import IMAGENET_MEAN, IMAGENET_STD
-from convnext_report.report import backbones, chapter, recipes
+from convnext_report.report import backbones, chapter, experiments
 
 
 #: the parameters cell of the chapters below (``04_x`` has a smoke file in the test's book)
@@ -154,12 +154,12 @@ def test_export_and_find_backbone(tmp_path):
 
 
 def test_recipes_and_grid():
-    source = recipes.recipe("source", model="convnextv2_base")
+    source = experiments.recipe("source", model="convnextv2_base")
     assert source["stem_stride"] == 4 and source["lr"] == 1e-3 and source["schedule"] == "constant"
     assert source["extra"] == {"recipe": "source"} and source["model"] == "convnextv2_base"
-    TrainConfig(**{k: v for k, v in recipes.recipe("small-image").items()})  # every key is a config field
+    TrainConfig(**{k: v for k, v in experiments.recipe("small-image").items()})  # every key is a config field
     with pytest.raises(ValueError, match="choose one of"):
-        recipes.recipe("nope")
-    grid = recipes.grid({"lr": 1.0}, model=["a", "b"], optimizer=["sgd", "adamw"])
+        experiments.recipe("nope")
+    grid = experiments.grid({"lr": 1.0}, model=["a", "b"], optimizer=["sgd", "adamw"])
     assert list(grid) == ["a / sgd", "a / adamw", "b / sgd", "b / adamw"]
     assert grid["b / adamw"] == {"lr": 1.0, "model": "b", "optimizer": "adamw"}

@@ -19,7 +19,7 @@ import pytest
 from convnext_report.config import TrainConfig
 from convnext_report.report import chapter, claims, results, store
 from convnext_report.report.runner import Obtained
-from convnext_report.report.tables import run_summary
+from convnext_report.summary import run_summary
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from convnext_report import selection
+from convnext_report import selection, summary
 from convnext_report.config import TrainConfig
 from convnext_report.report import claims, experiments, results, tables
 
@@ -56,29 +56,29 @@ def test_history_frame_converts_runner_history(tmp_path):
 
 
 def test_run_summary_best_epoch_gap_and_gpu_minutes(tmp_path):
-    row = tables.run_summary(fake_run(tmp_path, seconds=600.0))  # selected on the reported split itself
+    row = summary.run_summary(fake_run(tmp_path, seconds=600.0))  # selected on the reported split itself
     assert row["top1"] == pytest.approx(50.0) == row["selection_top1"]
     assert row["selected_epoch"] == 2 and row["epochs_run"] == 3
     assert row["gap"] == pytest.approx(10.0)
     assert row["minutes"] == pytest.approx(10.0) and row["gpu_minutes"] == 0.0
     held_out = fake_run(tmp_path, label="h", selection="holdout")
     held_out.record.update(final_top1=0.45, peeked_top1=0.47)  # the test split, evaluated once at the held-out best
-    row = tables.run_summary(held_out)
+    row = summary.run_summary(held_out)
     assert row["top1"] == pytest.approx(45.0) and row["selection_top1"] == pytest.approx(50.0)
     assert row["gap"] == pytest.approx(60.0 - 45.0) and row["peeked_top1"] == pytest.approx(47.0)
-    assert "| run | test top-1 (%) |" in tables.show(tables.runs_frame([held_out]), ["label", "top1"])._repr_markdown_()
-    gpu = tables.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
+    assert "| run | test top-1 (%) |" in tables.show(summary.runs_frame([held_out]), ["label", "top1"])._repr_markdown_()
+    gpu = summary.run_summary(fake_run(tmp_path, label="g", device="cuda:0", seconds=60.0))
     assert gpu["gpu_minutes"] == pytest.approx(1.0) and gpu["device"] == "NVIDIA H100"
 
 
 def test_summarise_mean_std(tmp_path):
     runs = {"x": [fake_run(tmp_path, label="x", seed=s, held_out=(0.1, v)) for s, v in enumerate((0.40, 0.50))],
             "y": [fake_run(tmp_path, label="y", held_out=(0.2, 0.3))]}
-    summary = tables.summarise(tables.runs_frame(runs))
-    x = summary.set_index("label").loc["x"]
+    stats = summary.summarise(summary.runs_frame(runs))
+    x = stats.set_index("label").loc["x"]
     assert x["mean"] == pytest.approx(45.0) and x["std"] == pytest.approx(math.sqrt(50.0)) and x["n"] == 2
-    assert math.isnan(summary.set_index("label").loc["y", "std"])
-    curves = tables.curves_frame(runs)
+    assert math.isnan(stats.set_index("label").loc["y", "std"])
+    curves = summary.curves_frame(runs)
     assert set(curves["label"]) == {"x", "y"} and len(curves) == 6
 
 
@@ -213,6 +213,6 @@ def test_alpha_frame(tmp_path):
     run = fake_run(tmp_path, label="dyt", norm="dyt")
     pd.DataFrame({"epoch": [0, 0, 1, 1], "layer": ["stem.1", "stages.2.blocks.0.norm"] * 2,
                   "alpha": [0.5, 0.5, 0.6, 0.4]}).to_csv(run.path / "dyt_alpha.csv", index=False)
-    frame = tables.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
+    frame = summary.alpha_frame({"dyt": [run], "ln": [fake_run(tmp_path, label="ln")]})
     assert list(frame["stage"].unique()) == ["stem", "stage 3"] and len(frame) == 4
-    assert tables.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty
+    assert summary.alpha_frame({"ln": [fake_run(tmp_path, label="ln2")]}).empty

@@ -19,7 +19,7 @@ from convnext_report.config import TrainConfig
 from convnext_report.data import DeviceLoader, get_dataset_spec, load_split, make_eval_transform
 from convnext_report.data.subsets import holdout_split
 from convnext_report.engine import evaluate
-from convnext_report.parts import load_data
+from convnext_report.parts import load_data, split_sizes
 from convnext_report.training import rng_state, set_rng_state
 from convnext_report.runfolder import CHECKPOINT_BEST, CHECKPOINT_LAST, RunFolder
 from convnext_report.training import train
@@ -51,6 +51,7 @@ def test_holdout_selects_and_the_test_split_is_reported_once(tiny: TrainConfig) 
     assert len(held_rows) == 8 and not set(train_rows.tolist()) & set(held_rows.tolist())
     assert run.history_df["test_acc"].isna().all()  # the test split was not looked at during training
     assert run.record["peeked_top1"] is None and run.eval.num_images == 32
+    assert split_sizes(tiny) == (len(train_rows), len(held_rows), 32)  # what the plan and workers count
     # the reported number is the test split evaluated with the selected (best held-out) epoch's weights
     model, test = run.load_model("best"), run.test_data()
     spec = get_dataset_spec("cifar10")

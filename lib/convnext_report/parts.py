@@ -18,7 +18,7 @@ from torch import nn
 from .accel import compile_model, should_compile
 from .config import TrainConfig
 from .data import DeviceLoader, ImageTensors, get_dataset_spec, load_split, make_eval_transform, make_train_transform
-from .data.subsets import holdout_split
+from .data.subsets import held_out_count, holdout_split
 from .distributed import DistInfo
 from .frozen import HeadOnly, cached_feature_loaders
 from .models import build_model_from_config
@@ -28,8 +28,7 @@ _log = logging.getLogger("convnext_report.run")
 
 __all__ = [
     "Parts", "build_criterion", "build_mixup", "build_parts", "fast_path_allowed", "load_data", "normalization",
-    "seed_everything",
-    "wrap_model",
+    "seed_everything", "split_sizes", "wrap_model",
 ]
 
 
@@ -85,6 +84,20 @@ def load_data(config: TrainConfig, split: str) -> ImageTensors:
         return train
     kept, held = holdout_split(train.labels, config.holdout_fraction, config.seed)
     return train.subset(kept) if split == "train" else train.subset(held, "holdout")
+
+
+def split_sizes(config: TrainConfig) -> tuple[int, int, int]:
+    """How many images :func:`load_data` gives (train, selecting the epoch, test), from the dataset registry
+    alone (no data read); with ``selection="test"`` the last two are the same split."""
+    spec = get_dataset_spec(config.dataset)
+    classes = config.max_classes or spec.num_classes
+    train, test = spec.per_class["train"], spec.per_class["test"]
+    per_class = min(config.train_per_class or train, train)
+    reported = classes * min(config.test_per_class or test, test)
+    if config.selection != "holdout":
+        return classes * per_class, reported, reported
+    held = held_out_count(per_class, config.holdout_fraction)
+    return classes * (per_class - held), classes * held, reported
 
 
 def normalization(config: TrainConfig) -> tuple[list[float], list[float]]:

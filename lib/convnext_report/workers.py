@@ -15,6 +15,7 @@ from .complexity import training_cost
 from .config import TrainConfig
 from .data.registry import DATASETS
 from .distributed import resolve_device
+from .parts import split_sizes
 
 __all__ = ["MAX_WORKERS", "choose_workers", "estimate_run_bytes", "threads_per_worker", "usable_cpus",
            "workers_for_memory"]
@@ -49,20 +50,18 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     * ``_CONTEXT_BYTES`` (1.5 GiB): each process's CUDA context (about 0.5 GiB on Hopper with lazy module
       loading) plus cuBLAS/cuDNN workspaces and ``torch.compile`` autotuning buffers;
     * the uint8 images :class:`~convnext_report.data.DeviceLoader` keeps on the GPU: the train and test
-      images per class (``train_per_class``/``test_per_class``, else the registry's full splits) x classes;
+      images of every split the run loads (:func:`~convnext_report.parts.split_sizes`);
     * parameters x (4 B weights + 4 B gradients + optimiser state: 8 B Adam(W)/RAdam, 4 B SGD; + 4 B EMA);
     * activations: :func:`~convnext_report.complexity.training_cost`'s saved bytes per image (fp32; bf16
       autocast saves less) x ``batch_size`` x 2, for the activation gradients of the backward pass and the
       caching allocator's rounding.
     """
     spec = DATASETS[config.dataset]
-    classes = config.max_classes or spec.num_classes
-    cost = training_cost(config, classes)
-    side = spec.native_size
-    n_train = (config.train_per_class or spec.per_class["train"]) * classes
-    n_test = (config.test_per_class or spec.per_class["test"]) * classes
+    cost = training_cost(config, config.max_classes or spec.num_classes)
+    train, held, test = split_sizes(config)
+    images = train + test + (held if config.selection == "holdout" else 0)
     per_param = 8 + (4 if config.optimizer == "sgd" else 8) + (4 if config.model_ema else 0)
-    return (_CONTEXT_BYTES + (n_train + n_test) * 3 * side * side + cost.params * per_param
+    return (_CONTEXT_BYTES + images * 3 * spec.native_size**2 + cost.params * per_param
             + 2 * cost.saved_bytes * config.batch_size)
 
 

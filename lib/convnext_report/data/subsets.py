@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["balanced_subset", "first_k_classes", "holdout_split", "select_rows"]
+__all__ = ["balanced_subset", "first_k_classes", "held_out_count", "holdout_split", "select_rows"]
 
 
 def first_k_classes(labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -50,9 +50,15 @@ def select_rows(
     return rows
 
 
+def held_out_count(rows: int, fraction: float) -> int:
+    """How many of a class's ``rows`` :func:`holdout_split` holds out: ``round(fraction * rows)``, at least one,
+    and at least one left to train on."""
+    return min(max(1, round(rows * fraction)), rows - 1)
+
+
 def holdout_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept rows, held-out rows), both sorted: ``round(fraction * n_c)`` rows of every class c
-    (at least one, and at least one left to train on) held out, chosen by ``seed``.
+    """(kept rows, held-out rows), both sorted: :func:`held_out_count` rows of every class held out, chosen
+    by ``seed``.
 
     Model selection (early stopping, the best epoch) uses the held-out rows, so the reported split
     is looked at once. The generator is derived from ``seed`` with its own stream, so the held-out
@@ -70,10 +76,8 @@ def holdout_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple
         small = int(classes[counts.argmin()])
         raise ValueError(f"class {small} has {int(counts.min())} training image(s): holding out part of it "
                          "leaves nothing to train on; use more images per class or selection='test'")
-    held_counts = (counts.double() * fraction).round().long().clamp(1, None)
-    held_counts = torch.minimum(held_counts, counts - 1)
     starts = torch.cumsum(counts, 0) - counts
     held_mask = torch.zeros(len(labels), dtype=torch.bool)
-    for start, n in zip(starts.tolist(), held_counts.tolist()):
-        held_mask[start:start + n] = True
+    for start, n in zip(starts.tolist(), counts.tolist()):
+        held_mask[start:start + held_out_count(n, fraction)] = True
     return torch.sort(order[~held_mask]).values, torch.sort(order[held_mask]).values

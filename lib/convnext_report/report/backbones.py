@@ -14,8 +14,8 @@ from ..data.registry import IMAGENET_MEAN, IMAGENET_STD
 from ..environment import now_iso
 from ..parts import normalization
 from ..runfolder import CHECKPOINT_BEST
+from ..summary import run_summary
 from . import store
-from .tables import run_summary
 
 __all__ = ["BACKBONE_FILE", "TIMM_TRANSFER_SOURCES", "backbone_meta", "backbone_path", "config_meta", "describe",
            "export_backbone", "exported_source", "transfer_source"]

@@ -14,12 +14,12 @@ from ..config import TrainConfig
 from ..distributed import resolve_device
 from ..environment import device_name, git_state, now_iso, package_versions
 from ..runfolder import Run
+from ..summary import run_summary
 from . import store
 from .experiments import defaults as notebook_defaults, read_files, run_config, seeds_of, smoke_file
 from .glue import glue
 from .results import paragraph, provenance_text, texts
 from .runner import Obtained, Pending, prepare, runs_folder, train_missing
-from .tables import run_summary
 
 __all__ = ["NO_RESULTS", "Chapter", "admonition", "chapter_banner", "environment", "markdown", "parameters", "start"]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from ..runfolder import Run, load_run, read_json
+from ..summary import run_summary
 from . import store
 from .plan import build_plan, format_plan, read_benchmarks
 from .store import PublishError, publish
-from .tables import run_summary
 
 __all__ = ["METRICS", "add_commands", "compare", "find_run", "list_runs"]
 

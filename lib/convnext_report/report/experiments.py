@@ -1,9 +1,11 @@
-"""Each chapter's parameters as papermill sees them and its runs as data (labels -> config changes): the notebooks
-and the plan build the same runs (the same store keys) from the same parameters (ARCHITECTURE.md)."""
+"""Each chapter's parameters as papermill sees them and its runs as data (labels -> config changes; chapters 6-7: grids
+over two training recipes): the notebooks and the plan build the same runs (the same store keys) from the same
+parameters (ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,11 @@ import yaml
 
 from ..config import TrainConfig, field_names, from_dict
 from .backbones import backbone_path, config_meta, exported_source, transfer_source
-from .recipes import grid, recipe
 from .store import repo_root
 
-__all__ = ["TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "baseline", "chapter_groups", "chapter_params",
-           "check_files", "defaults", "improved", "normalisation_grids", "notebook", "optimiser_grids", "passed",
-           "read_files", "run_config", "seeds_of", "smoke_file"]
+__all__ = ["RECIPES", "TRAINING_CHAPTERS", "TRANSFER_CHAIN", "ablations", "baseline", "chapter_groups",
+           "chapter_params", "check_files", "defaults", "grid", "improved", "normalisation_grids", "notebook",
+           "optimiser_grids", "passed", "read_files", "recipe", "run_config", "seeds_of", "smoke_file"]
 
 #: the chapters that train, in book order
 TRAINING_CHAPTERS = ("03_source_backbone", "04_baseline", "05_improved", "06_optimisers", "07_normalisation")
@@ -91,6 +92,37 @@ def run_config(params: Mapping[str, Any], changes: Mapping[str, Any], *, seed: i
     values.update(out_dir=out_dir, progress=False, verbose=False)  # logs stay in the run folder
     values.update({k: v for k, v in changes.items() if k != "extra"}, seed=seed)
     return from_dict({**values, "extra": {**(extra or {}), **changes.get("extra", {})}})
+
+
+#: Training recipes of chapters 6 and 7 (TrainConfig fields): both select the epoch on held-out training images
+#: and evaluate the test split every epoch only to show what selecting on it (the sources' protocol) would report.
+RECIPES: dict[str, dict[str, Any]] = {
+    # source 001 as written: ImageNet stem, lr 1e-3 held constant, no augmentation, no regularisation
+    "source": dict(stem_stride=4, lr=1e-3, schedule="constant", warmup_epochs=0.0, weight_decay=0.0,
+                   crop_padding=0, hflip=False, randaugment=None, label_smoothing=0.0, drop_path_rate=0.0,
+                   batch_size=64, test_every_epoch=True),
+    # a recipe made for 32-pixel images: stride-2 stem, AdamW, warmup + cosine, augmentation, regularisation
+    "small-image": dict(stem_stride=2, optimizer="adamw", lr=2e-3, schedule="cosine", warmup_epochs=5.0,
+                        weight_decay=0.05, crop_padding=4, hflip=True, randaugment="n2m9", label_smoothing=0.1,
+                        drop_path_rate=0.1, batch_size=128, test_every_epoch=True),
+}
+
+
+def recipe(name: str, **changes: Any) -> dict[str, Any]:
+    """A copy of ``RECIPES[name]`` with ``changes``, tagged ``extra={"recipe": name}``."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+    return {**RECIPES[name], **changes, "extra": {"recipe": name}}
+
+
+def grid(base: Mapping[str, Any], **axes: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """Every combination of ``axes`` on top of ``base``: ``"a / b" -> {**base, axis: value, ...}``.
+
+    >>> list(grid({}, model=["atto", "nano"], optimizer=["sgd"]))
+    ['atto / sgd', 'nano / sgd']
+    """
+    return {" / ".join(map(str, values)): {**base, **dict(zip(axes, values))}
+            for values in itertools.product(*axes.values())}
 
 
 def baseline(source: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

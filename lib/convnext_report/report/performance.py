@@ -23,10 +23,7 @@ _COLOURS = {"ours-real": COLORS["train"], "ours-synthetic": COLORS["micro"], "ea
 def load_rows(folder: str | os.PathLike | None = None) -> pd.DataFrame:
     """Every benchmark row of ``folder`` (default ``benchmarks/results``; :func:`.plan.read_benchmarks`), one frame."""
     frame = pd.DataFrame(read_benchmarks(folder))
-    if frame.empty:
-        return pd.DataFrame(columns=["model", "mode", "device", "device_type", "images_per_second"])
-    guess = pd.Series(np.where(frame["device"].str.startswith("CPU"), "cpu", "cuda"), index=frame.index)
-    return frame.assign(device_type=frame.get("device_type", guess).fillna(guess))
+    return pd.DataFrame(columns=["model", "mode", "device", "device_type", "images_per_second"]) if frame.empty else frame
 
 
 def measured_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,18 +12,20 @@ from pathlib import Path
 from statistics import mean
 from typing import Any, NamedTuple
 
+import pandas as pd
+
 from ..complexity import training_cost
 from ..config import TrainConfig
 from ..data.registry import get_dataset_spec
 from ..frozen import FAST_PATH_MAX_BYTES
 from ..models import MODEL_VARIANTS
-from ..parts import fast_path_allowed
+from ..parts import fast_path_allowed, split_sizes
 from . import store
 from .experiments import TRANSFER_CHAIN, chapter_groups, chapter_params, run_config, seeds_of
 
 __all__ = ["ASSUMED_TFLOPS", "CHAPTER_LIMIT_S", "COMMAND_LIMIT_S", "COMPILE_WARMUP_S", "MARGIN", "NOTEBOOK_OVERHEAD_S",
            "RUN_OVERHEAD_S", "SETUP_S", "TOTAL_LIMIT_S", "ChapterPlan", "PlannedRun", "RunCost", "Window", "build_plan",
-           "chapters", "command_seconds", "format_plan", "missing_runs", "read_benchmarks", "run_cost", "split_sizes"]
+           "chapters", "command_seconds", "format_plan", "missing_runs", "read_benchmarks", "run_cost"]
 
 #: the whole book, one chapter, one remote command (the device's limit: chapters 3-5 and the status page in one)
 TOTAL_LIMIT_S, CHAPTER_LIMIT_S, COMMAND_LIMIT_S = 1500.0, 540.0, 600.0
@@ -62,19 +64,6 @@ class RunCost(NamedTuple):
     images: int
     seconds: float
     basis: str
-
-
-def split_sizes(config: Any) -> tuple[int, int, int]:
-    """(images trained on, selecting the epoch, reported) of a config (``selection="test"``: the last two agree)."""
-    spec = get_dataset_spec(config.dataset)
-    classes = config.max_classes or spec.num_classes
-    train, test = spec.per_class["train"], spec.per_class["test"]
-    per_class = min(config.train_per_class or train, train)
-    reported = classes * min(config.test_per_class or test, test)
-    if config.selection != "holdout":
-        return classes * per_class, reported, reported
-    held = min(max(1, round(per_class * config.holdout_fraction)), per_class - 1)
-    return classes * (per_class - held), classes * held, reported
 
 
 def _fast_path(config: Any) -> bool:
@@ -251,38 +240,39 @@ def missing_runs(names: Sequence[str], *, smoke: bool, files: Sequence[str | Pat
     return [r for plan in plans if plan.name in names for r in plan.counted if not r.stored]
 
 
-def _measured_text(runs: Sequence[PlannedRun]) -> str:
-    """The stored runs' measured seconds beside their estimate, and where they ran (blank: none stored)."""
-    stored = [(r.entry.meta, r.seconds) for r in runs if r.entry is not None and r.entry.meta.get("wall_time_seconds")]
-    measured, estimated = sum(m["wall_time_seconds"] for m, _ in stored), sum(s for _, s in stored)
-    where = ", ".join(sorted({str(m.get("trained_on")) for m, _ in stored}))
-    return f"{measured:>10.0f} {estimated:>8.0f} {measured / max(estimated, 1e-9):>6.2f}x  {where}" if stored else ""
+def _measured_columns(runs: Sequence[PlannedRun]) -> dict[str, Any]:
+    """The stored runs' measured seconds beside their estimate, and where they ran (empty: none stored)."""
+    stored = [r for r in runs if r.entry is not None and r.entry.meta.get("wall_time_seconds")]
+    measured, estimated = sum(r.entry.meta["wall_time_seconds"] for r in stored), sum(r.seconds for r in stored)
+    ratio = f"{measured / max(estimated, 1e-9):.2f}x"
+    return {"measured s": f"{measured:.0f}", "est. s": f"{estimated:.0f}", "ratio": ratio,
+            "on": ", ".join(sorted({str(r.entry.meta.get("trained_on")) for r in stored}))} if stored else {}
 
 
-def _run_line(r: PlannedRun) -> str:
-    meta = r.entry.meta if r.entry is not None else {}
-    note = f"  (counted in {r.shared_with})" if r.shared_with else (
-        f"  (stored: {meta.get('wall_time_seconds') or 0:.0f} s measured on {meta.get('trained_on')})" if meta else "")
-    return f"{r.chapter}  {r.group}  {r.label}  seed {r.seed}  {r.key[:8]}  {r.images:,} images  {r.seconds:.0f} s{note}"
+def _aligned(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Rows as aligned text: the chapter first and left-aligned (as the index), a missing value blank."""
+    return pd.DataFrame(rows, columns=columns).set_index("chapter").to_string(na_rep="", index_names=False)
 
 
 def format_plan(plans: list[ChapterPlan], benchmarks: Sequence[dict] = (), *, runs: bool = False) -> str:
-    """The plan as text: every run (``runs``), the assumptions, a line per chapter (its stored runs' measured
+    """The plan as text: every run (``runs``), the assumptions, a row per chapter (its stored runs' measured
     seconds beside their estimate), chapters 3-5 as one remote command, last ``total: N s``."""
-    lines = [*(_run_line(r) for p in plans for r in p.runs), ""] if runs else []
-    lines += [assumptions(benchmarks), "",
-              f"{'chapter':<20} {'runs':>5} {'shared':>6} {'stored':>6} {'images':>12} {f'est. {GPU} s':>12} "
-              f"{'to train s':>10} {'measured s':>10} {'est. s':>8} {'ratio':>7}  on"]
-    for p in plans:
-        lines.append(f"{p.name:<20} {len(p.counted):>5} {len(p.runs) - len(p.counted):>6} "
-                     f"{sum(r.stored for r in p.counted):>6} {sum(r.images for r in p.counted):>12,} "
-                     f"{p.seconds:>12.0f} {p.seconds_to_train:>10.0f} {_measured_text(p.counted)}".rstrip())
+    measured = ["measured s", "est. s", "ratio", "on"]
+    listed = _aligned([{"chapter": r.chapter, "group": r.group, "label": r.label, "seed": r.seed, "key": r.key[:8],
+                        "images": f"{r.images:,}", "est. s": round(r.seconds), "counted in": r.shared_with,
+                        **_measured_columns([r])} for p in plans for r in p.runs],
+                      ["chapter", "group", "label", "seed", "key", "images", "counted in", *measured])
+    chapters = _aligned([{"chapter": p.name, "runs": len(p.counted), "shared": len(p.runs) - len(p.counted),
+                          "stored": sum(r.stored for r in p.counted), "images": f"{sum(r.images for r in p.counted):,}",
+                          f"est. {GPU} s": round(p.seconds), "to train s": round(p.seconds_to_train),
+                          **_measured_columns(p.counted)} for p in plans],
+                        ["chapter", "runs", "shared", "stored", "images", f"est. {GPU} s", "to train s", *measured])
     chain = command_seconds(plans, TRANSFER_CHAIN, pages=len(TRANSFER_CHAIN) + 1)
-    lines.append(f"{'+'.join(n[:2] for n in TRANSFER_CHAIN)} and the status page in one remote command: {chain:.0f} s, "
-                 f"x{MARGIN:g} = {chain * MARGIN:.0f} s (limit {COMMAND_LIMIT_S:.0f} s); per chapter limit "
-                 f"{CHAPTER_LIMIT_S:.0f} s, book limit {TOTAL_LIMIT_S:.0f} s")
-    lines.append(f"total: {sum(p.seconds for p in plans):.0f} s")
-    return "\n".join(lines)
+    return "\n".join([*([listed, ""] if runs else []), assumptions(benchmarks), "", chapters,
+                      f"{'+'.join(n[:2] for n in TRANSFER_CHAIN)} and the status page in one remote command: "
+                      f"{chain:.0f} s, x{MARGIN:g} = {chain * MARGIN:.0f} s (limit {COMMAND_LIMIT_S:.0f} s); per "
+                      f"chapter limit {CHAPTER_LIMIT_S:.0f} s, book limit {TOTAL_LIMIT_S:.0f} s",
+                      f"total: {sum(p.seconds for p in plans):.0f} s"])
 
 
 class Window:

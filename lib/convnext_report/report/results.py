@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from ..environment import git_output
+from ..summary import runs_frame
 from . import store
 from .claims import SOURCE_CLAIMS, source_value
 from .experiments import TRAINING_CHAPTERS, notebook, smoke_file
-from .tables import Markdown, Table, runs_frame, show
+from .tables import Markdown, Table, show
 
 __all__ = ["best_text", "change_text", "glance", "headline", "headline_rows", "headline_table", "headlines",
            "load_records", "paragraph", "provenance_text", "rerun_command", "results_csv", "state", "status_table",
