@@ -128,6 +128,10 @@ def test_page_loads_with_images_and_a_clean_console(page, html, browser):
         "return Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])")
     broken = [src for src, width in images if not width]
     assert not broken, f"images that did not decode: {broken}"
+    wide = browser.execute_script(  # the theme wraps every table in a container that scrolls sideways
+        "return Array.from(document.querySelectorAll('main .pst-scrollable-table-container'))"
+        ".filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.querySelector('tr').textContent.trim())")
+    assert not wide, f"tables wider than the text column at 1280 px (they scroll sideways): {wide}"
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not severe, f"console errors: {severe}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
