@@ -126,7 +126,7 @@ def test_parameter_files_go_to_the_chapters_that_declare_them(tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text("epochs: 3\nablation: true\n")
     assert experiments.passed("05_improved", smoke=True, files=[extra])["ablation"] is True
-    assert "ablation" not in experiments.passed("04_baseline", files=[extra])
+    assert experiments.passed("04_baseline", files=[extra]) == {"smoke": False, "epochs": 3}  # smoke: always
     assert experiments.passed("02_architecture", smoke=True, files=[extra]) == {}  # no smoke file, no epochs
     experiments.check_files([extra])
     (tmp_path / "typo.yaml").write_text("epochs: 3\nlrr: 0.1\n")

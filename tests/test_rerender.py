@@ -105,3 +105,29 @@ def test_papermill_values_the_chapter_cannot_apply_are_refused(tmp_path, passed,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and message in done.stdout + done.stderr
     assert not (tmp_path / "runs" / "04_baseline").exists()
+
+
+def test_a_page_committed_in_the_smoke_configuration_re_renders_in_the_full_one(tmp_path, copy_repo, clean_env,
+                                                                                finished_run, data_root,
+                                                                                monkeypatch):
+    """The committed chapter 6 carries papermill's injected cell of its smoke run. ``tools/execute_chapters``
+    in the full configuration (nothing passed but ``smoke``) must replace it: every run of the full
+    configuration comes from a fake store here, and the record says full, with nothing trained."""
+    from convnext_report.report import plan, store
+
+    repo, runs = copy_repo(tmp_path / "repo"), tmp_path / "runs"
+    assert "injected-parameters" in (repo / "book" / "06_optimisers.ipynb").read_text()
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv(store.RUNS_ENV, str(runs))
+    [six] = [p for p in plan.build_plan(estimate=False) if p.name == "06_optimisers"]
+    for r in six.runs:
+        folder = finished_run(tmp_path / "trained" / r.key[:12], r.config, (0.30, 0.40 + 0.01 * r.seed))
+        store.put(folder, key=r.key, chapter=r.chapter, label=r.label, seed=r.seed, smoke=False)
+    env = clean_env(CONVNEXT_REPORT_DATA=str(data_root), CONVNEXT_REPORT_RUNS=str(runs), PYTHONPATH=str(repo / "lib"))
+    done = subprocess.run([sys.executable, "tools/execute_chapters", "--no-train", "--no-publish", "--chapters",
+                           "06_optimisers"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((runs / "records" / "06_optimisers.json").read_text())
+    assert record["configuration"] == "full" and not record["changed"]
+    assert len(record["runs"]) == len(six.runs) and {r["from"] for r in record["runs"]} == {"store"}
+    assert record["results"] and {r["configuration"] for r in record["results"]} == {"full"}

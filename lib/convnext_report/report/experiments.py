@@ -58,10 +58,11 @@ def read_files(files: Iterable[str | Path]) -> dict[str, Any]:
 
 def passed(name: str, *, smoke: bool = False, files: Sequence[str | Path] = (),
            declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What papermill passes chapter ``name``: its smoke file's values (if ``smoke`` and it has one), then the
-    parameter files' values that the chapter declares."""
+    """What papermill passes chapter ``name``: ``smoke`` and its smoke file's values (a chapter with one), then the
+    parameter files' values that the chapter declares. ``smoke`` is passed even when False: papermill replaces
+    a committed page's injected cell only when it is passed something, and would otherwise run it again."""
     declared = defaults(name) if declared is None else declared
-    out = read_files([smoke_file(name)]) if smoke and smoke_file(name).is_file() else {}
+    out = {"smoke": smoke} | (read_files([smoke_file(name)]) if smoke else {}) if smoke_file(name).is_file() else {}
     return out | {k: v for k, v in read_files(files).items() if k in declared}
 
 
