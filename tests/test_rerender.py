@@ -10,6 +10,7 @@ every number, table and figure comes out the same.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,7 @@ def test_a_page_committed_in_the_smoke_configuration_re_renders_in_the_full_one(
     assert record["configuration"] == "full" and not record["changed"]
     assert len(record["runs"]) == len(six.runs) and {r["from"] for r in record["runs"]} == {"store"}
     assert record["results"] and {r["configuration"] for r in record["results"]} == {"full"}
+    groups = {(r.config.extra["recipe"], r.config.model, r.config.optimizer) for r in six.runs}
+    [table] = [o["data"]["text/markdown"] for c in nbformat.read(runs / "notebooks" / "06_optimisers.ipynb", 4).cells
+               if c.cell_type == "code" and 'by=["dataset"' in c.source for o in c.outputs if "data" in o]
+    assert len(re.findall(r"^\| cifar100 \|", table, flags=re.M)) == len(groups) == 5, table  # none merged away
