@@ -113,7 +113,7 @@ def test_the_results_prose_carries_the_numbers(full_book):
     assert "Transfer (source 000, chapters 3–5). Our backbone" in text
     assert re.search(r"Tiny-ImageNet test split\. Transferred to CIFAR-100 with a frozen backbone and a linear head "
                      r"it reaches \d+\.\d ± \d+\.\d % \(2 seeds\), with a train − test gap of", text)
-    assert re.search(r"the best model and optimiser reach \d+\.\d ± \d\.\d % \(2 seeds\) with Source recipe: "
+    assert re.search(r"the best model and optimiser reach \d+\.\d ± \d\.\d % \(2 seeds\) with "
                      r"convnextv2_base / sgd; the small-image recipe reaches \d+\.\d ± \d\.\d % \(2 seeds\)", text)
     assert re.search(r"LayerNorm reaches \d+\.\d ± \d\.\d % \(2 seeds\) and DyT \d+\.\d", text)
     shown = text.split("Status at a glance", 1)[1]  # after the (folded) parameters cell

@@ -110,6 +110,8 @@ def test_book_only_figures():
     assert len(diagrams.plot_stage_sizes(stages).axes[0].lines) == 3  # two settings + the 1-pixel line
     alpha = pd.DataFrame({"epoch": [0, 1, 0, 1], "alpha": [0.5, 0.6, 0.5, 0.4], "stage": ["stem", "stem", "s1", "s1"]})
     assert len(figures.plot_alpha(alpha, hue="stage").axes[0].lines) == 2
+    empty = figures.plot_alpha(alpha.iloc[:0], hue="stage").axes[0]  # e.g. -y "norms: [layernorm]"
+    assert not empty.lines and "No DyT α logged" in empty.texts[0].get_text()
 
 
 def test_curves_and_bars():

@@ -207,6 +207,7 @@ def test_change_and_best_texts(tmp_path):
     assert results.change_text(first, second) == "+3.0 ± 2.0 points"
     assert results.change_text(None, second) is None
     assert results.best_text([first, {**second, "key": "k2", "experiment": "better"}], "k").endswith("with better")
+    assert results.best_text([{**second, "experiment": "Source recipe: atto / sgd"}], "k").endswith("with atto / sgd")
 
 
 def test_alpha_frame(tmp_path):

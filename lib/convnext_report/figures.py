@@ -267,9 +267,14 @@ def plot_confusion(confusion, class_names: Sequence[str], *, normalize: bool = T
 
 
 def plot_alpha(frame: pd.DataFrame, *, hue: str = "layer", title: str | None = None) -> Figure:
-    """How DyT's learnable alpha moves during training: ``frame`` has ``epoch``, ``alpha`` and ``hue``."""
+    """How DyT's learnable alpha moves during training: ``frame`` has ``epoch``, ``alpha`` and ``hue`` (empty: a
+    figure that says no run logged any)."""
     fig, axes = subplots(height=4.0)
     ax = axes[0, 0]
+    if frame.empty:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No DyT α logged: none of these runs has a DyT layer.", ha="center", va="center")
+        return fig
     groups = list(frame.groupby(hue, sort=False))
     palette = sns.color_palette("viridis", max(len(groups), 1))
     for color, (name, group) in zip(palette, groups):

@@ -107,9 +107,10 @@ def texts(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
 
 
 def best_text(rows: Sequence[Mapping[str, Any]], prefix: str) -> str | None:
-    """The text of the best full row whose key starts with ``prefix``, with its experiment (None: no such row)."""
+    """The text of the best full row whose key starts with ``prefix``, with its run's label (:func:`headlines`'
+    experiment after ``"<title>: "``); None: no such row."""
     best = max((r for r in rows if r["key"].startswith(prefix) and _text(r)), key=lambda r: r["mean"], default=None)
-    return f"{_text(best)} with {best['experiment']}" if best else None
+    return f"{_text(best)} with {best['experiment'].split(': ', 1)[-1]}" if best else None
 
 
 def change_text(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> str | None:
