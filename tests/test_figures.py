@@ -55,6 +55,8 @@ def test_plot_history_two_panels_and_best_marker():
     assert legend == ["train", "held-out (selection)", "best epoch 3"]
     with pytest.raises(ValueError, match="history_frame"):
         figures.plot_history(pd.DataFrame({"epoch": [1]}))
+    one = figures.plot_history(history().iloc[:1], best_epoch=1).axes[0]  # a one-epoch run: whole epochs only
+    assert one.get_xlim() == (0.5, 1.5) and [t for t in one.get_xticks() if 0.5 <= t <= 1.5] == [1.0]
 
 
 def test_plot_history_accepts_a_run():

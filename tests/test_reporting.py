@@ -154,6 +154,7 @@ def test_results_table_never_shows_smoke_numbers(tmp_path):
     full = results.headline_table(results.headline_rows(_records(tmp_path, "full")))._repr_markdown_()
     assert "| 61.2 ± 0.5 % (3 seeds) | 82.61 % (000) |" in full
     assert "[ch. 4](04_baseline.ipynb)" in full
+    assert "(27.9 M); 12 epochs |" in full and "| tin; None; 1 epoch |" in full
     assert "[config](../results/smoke/04_baseline/baseline-s0-abc123/config.yaml)" in smoke
     csv = base64.b64decode(results.results_csv(smoke_rows).data
                            .split("base64,")[1].split('"')[0]).decode()

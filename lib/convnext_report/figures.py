@@ -103,7 +103,8 @@ def plot_history(history, *, title: str | None = None, best_epoch: int | None = 
         if best_epoch is not None:
             ax.axvline(best_epoch, color=COLORS["reference"], ls="--", lw=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: not 0.95..1.05
+        ax.set_xlim(frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5)
         ax.set_ylabel(label)
         ax.legend(loc="best")
     axes[0, 0].set_title("accuracy")

@@ -145,9 +145,10 @@ def _files(row: Mapping[str, Any]) -> str:
 def _cells(row: Mapping[str, Any]) -> dict[str, Any]:
     claim = SOURCE_CLAIMS.get(row.get("source_key") or "")
     model = f"{row.get('model')} ({row['params_M']:.1f} M)" if row.get("params_M") else row.get("model")
+    epochs = f"{row.get('epochs')} epoch{'' if str(row.get('epochs')) == '1' else 's'}"
     return {"experiment": Markdown(f"{row['experiment']} ([ch. {int(row['chapter'][:2])}]({row['chapter']}.ipynb))"),
             "this book": _text(row) or "— (smoke run)", "source": f"{claim['value']:g} % ({claim['source']})"
-            if claim else None, "setup": f"{row.get('dataset')}; {model}; {row.get('epochs')} epochs",
+            if claim else None, "setup": f"{row.get('dataset')}; {model}; {epochs}",
             "compute": f"{row.get('device')}, {row.get('gpu_minutes', 0):.1f} GPU min" if _text(row) else None,
             "files and command": Markdown(_files(row) + f"`{rerun_command(row['chapter'], row)}`")}
 
