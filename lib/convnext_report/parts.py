@@ -28,7 +28,7 @@ _log = logging.getLogger("convnext_report.run")
 
 __all__ = [
     "Parts", "build_criterion", "build_mixup", "build_parts", "fast_path_allowed", "load_data", "normalization",
-    "seed_everything", "split_sizes", "wrap_model",
+    "loaded_images", "seed_everything", "split_sizes", "wrap_model",
 ]
 
 
@@ -98,6 +98,12 @@ def split_sizes(config: TrainConfig) -> tuple[int, int, int]:
         return classes * per_class, reported, reported
     held = held_out_count(per_class, config.holdout_fraction)
     return classes * (per_class - held), classes * held, reported
+
+
+def loaded_images(config: TrainConfig) -> int:
+    """Distinct images a run loads: train, held-out (with ``selection="holdout"``) and test."""
+    train, held, test = split_sizes(config)
+    return train + test + (held if config.selection == "holdout" else 0)
 
 
 def normalization(config: TrainConfig) -> tuple[list[float], list[float]]:

@@ -15,7 +15,7 @@ from .complexity import training_cost
 from .config import TrainConfig
 from .data.registry import DATASETS
 from .distributed import resolve_device
-from .parts import split_sizes
+from .parts import loaded_images
 
 __all__ = ["MAX_WORKERS", "choose_workers", "estimate_run_bytes", "threads_per_worker", "usable_cpus",
            "workers_for_memory"]
@@ -50,7 +50,7 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     * ``_CONTEXT_BYTES`` (1.5 GiB): each process's CUDA context (about 0.5 GiB on Hopper with lazy module
       loading) plus cuBLAS/cuDNN workspaces and ``torch.compile`` autotuning buffers;
     * the uint8 images :class:`~convnext_report.data.DeviceLoader` keeps on the GPU: the train and test
-      images of every split the run loads (:func:`~convnext_report.parts.split_sizes`);
+      images of every split the run loads (:func:`~convnext_report.parts.loaded_images`);
     * parameters x (4 B weights + 4 B gradients + optimiser state: 8 B Adam(W)/RAdam, 4 B SGD; + 4 B EMA);
     * activations: :func:`~convnext_report.complexity.training_cost`'s saved bytes per image (fp32; bf16
       autocast saves less) x ``batch_size`` x 2, for the activation gradients of the backward pass and the
@@ -58,8 +58,7 @@ def estimate_run_bytes(config: TrainConfig) -> int:
     """
     spec = DATASETS[config.dataset]
     cost = training_cost(config, config.max_classes or spec.num_classes)
-    train, held, test = split_sizes(config)
-    images = train + test + (held if config.selection == "holdout" else 0)
+    images = loaded_images(config)
     per_param = 8 + (4 if config.optimizer == "sgd" else 8) + (4 if config.model_ema else 0)
     return (_CONTEXT_BYTES + images * 3 * spec.native_size**2 + cost.params * per_param
             + 2 * cost.saved_bytes * config.batch_size)

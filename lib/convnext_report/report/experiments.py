@@ -62,7 +62,9 @@ def passed(name: str, *, smoke: bool = False, files: Sequence[str | Path] = (),
     parameter files' values that the chapter declares. ``smoke`` is passed even when False: papermill replaces
     a committed page's injected cell only when it is passed something, and would otherwise run it again."""
     declared = defaults(name) if declared is None else declared
-    out = {"smoke": smoke} | (read_files([smoke_file(name)]) if smoke else {}) if smoke_file(name).is_file() else {}
+    out: dict[str, Any] = {}
+    if smoke_file(name).is_file():
+        out = {"smoke": smoke, **(read_files([smoke_file(name)]) if smoke else {})}
     return out | {k: v for k, v in read_files(files).items() if k in declared}
 
 

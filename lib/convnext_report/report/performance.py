@@ -23,7 +23,8 @@ _COLOURS = {"ours-real": COLORS["train"], "ours-synthetic": COLORS["micro"], "ea
 def load_rows(folder: str | os.PathLike | None = None) -> pd.DataFrame:
     """Every benchmark row of ``folder`` (default ``benchmarks/results``; :func:`.plan.read_benchmarks`), one frame."""
     frame = pd.DataFrame(read_benchmarks(folder))
-    return pd.DataFrame(columns=["model", "mode", "device", "device_type", "images_per_second"]) if frame.empty else frame
+    empty = pd.DataFrame(columns=["model", "mode", "device", "device_type", "images_per_second"])
+    return empty if frame.empty else frame
 
 
 def measured_rows(frame: pd.DataFrame) -> pd.DataFrame:

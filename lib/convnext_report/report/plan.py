@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.registry import get_dataset_spec
 from ..frozen import FAST_PATH_MAX_BYTES
 from ..models import MODEL_VARIANTS
-from ..parts import fast_path_allowed, split_sizes
+from ..parts import fast_path_allowed, loaded_images, split_sizes
 from . import store
 from .experiments import TRANSFER_CHAIN, chapter_groups, chapter_params, run_config, seeds_of
 
@@ -122,7 +122,7 @@ def run_cost(config: Any, *, benchmarks: Sequence[dict[str, Any]] = (), packed: 
     rate = ASSUMED_TFLOPS * 1e12 / packed  # without packed-K rows: K runs share the GPU's rate, nothing gained
     floor = STEP_FLOOR_S + STEP_FLOOR_PER_BLOCK_S * sum(MODEL_VARIANTS[config.model].depths)
     if _fast_path(config):  # features once, then the head alone
-        n_all = n_train + n_select + (n_test if separate else 0)
+        n_all = loaded_images(config)
         feature_pass = n_all * fwd / rate + math.ceil(n_all / config.batch_size) * floor / EVAL_SPEEDUP
         seconds = feature_pass + config.epochs * (steps + eval_steps) * HEAD_STEP_S
         return RunCost(images + n_all, RUN_OVERHEAD_S + seconds, "flops")
